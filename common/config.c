@@ -1,0 +1,292 @@
+/* config.c -- the option table and its parser (see config.h).
+ *
+ * One row per option: flag name, environment variable, type, bounds,
+ * default, which binaries take it, and the help line. Cross-option rules
+ * (e.g. the HTTP timeout must fit inside the lease) are checked once, after
+ * every row is parsed, in check_relations(). */
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "url.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum opt_type { OPT_STR, OPT_INT, OPT_LEVEL };
+enum opt_check { CHK_NONE, CHK_REDIS_URL, CHK_GATEWAY_URL, CHK_WEBHOOK_URL, CHK_PREFIX, CHK_ID };
+
+#define W FK_BIN_WORKER
+#define R FK_BIN_REAPER
+#define C FK_BIN_CTL
+#define OFF(f) offsetof(fk_config, f)
+#define SZ(f) sizeof(((fk_config *)0)->f)
+
+typedef struct opt {
+    const char *name;
+    const char *env;
+    enum opt_type type;
+    size_t off, size;
+    long long min, max;
+    const char *def;
+    int bins;
+    enum opt_check check;
+    const char *help;
+} opt;
+
+static const opt options[] = {
+    {"redis-url", "FAKA_REDIS_URL", OPT_STR, OFF(redis_url), SZ(redis_url), 0, 0,
+     "redis://127.0.0.1:6379", W | R | C, CHK_REDIS_URL,
+     "Redis to use: redis://[user:password@]host:port[/db]"},
+    {"prefix", "FAKA_PREFIX", OPT_STR, OFF(prefix), SZ(prefix), 0, 0, "faka", W | R | C,
+     CHK_PREFIX, "key prefix (1-64 of [A-Za-z0-9_.:{}-])"},
+    {"worker-id", "FAKA_WORKER_ID", OPT_STR, OFF(worker_id), SZ(worker_id), 0, 0, "", W | R,
+     CHK_ID, "consumer name in the group (default: hostname-pid)"},
+    {"gateway", "FAKA_GATEWAY_URL", OPT_STR, OFF(gateway_url), SZ(gateway_url), 0, 0, "none",
+     W | R, CHK_GATEWAY_URL,
+     "payment gateway base URL, or 'none' (orders are taken as paid)"},
+    {"webhook-url", "FAKA_WEBHOOK_URL", OPT_STR, OFF(webhook_url), SZ(webhook_url), 0, 0, "",
+     W | R, CHK_WEBHOOK_URL, "shop webhook notified after delivery ('' = none)"},
+    {"webhook-secret", "FAKA_WEBHOOK_SECRET", OPT_STR, OFF(webhook_secret),
+     SZ(webhook_secret), 0, 0, "", W | R, CHK_NONE,
+     "HMAC-SHA256 key for X-Faka-Signature (required with --webhook-url)"},
+    {"log-level", "FAKA_LOG_LEVEL", OPT_LEVEL, OFF(log_level), SZ(log_level), 0, 0, "info",
+     W | R | C, CHK_NONE, "debug, info, warn or error"},
+    {"concurrency", "FAKA_CONCURRENCY", OPT_INT, OFF(concurrency), 0, 1, 10000, "256", W,
+     CHK_NONE, "entries in flight per worker"},
+    {"batch", "FAKA_BATCH", OPT_INT, OFF(batch), 0, 1, 1000, "64", W, CHK_NONE,
+     "entries per XREADGROUP"},
+    {"block-ms", "FAKA_BLOCK_MS", OPT_INT, OFF(block_ms), 0, 10, 10000, "1000", W, CHK_NONE,
+     "XREADGROUP BLOCK in ms (the read connection's watchdog allows this plus redis-timeout)"},
+    {"lease-ms", "FAKA_LEASE_MS", OPT_INT, OFF(lease_ms), 0, 500, 3600000, "10000", W | R,
+     CHK_NONE, "order lease; an entry idle this long on a dead worker is reclaimed"},
+    {"promote-ms", "FAKA_PROMOTE_MS", OPT_INT, OFF(promote_ms), 0, 5, 10000, "20", W, CHK_NONE,
+     "how often each worker moves due retries back onto the stream"},
+    {"promote-batch", "FAKA_PROMOTE_BATCH", OPT_INT, OFF(promote_batch), 0, 1, 10000, "256",
+     W, CHK_NONE, "retries moved per promoter call"},
+    {"retry-base-ms", "FAKA_RETRY_BASE_MS", OPT_INT, OFF(retry_base_ms), 0, 1, 3600000,
+     "1000", W | R, CHK_NONE, "backoff base: delay = random(0, min(cap, base*2^attempt))"},
+    {"retry-cap-ms", "FAKA_RETRY_CAP_MS", OPT_INT, OFF(retry_cap_ms), 0, 1, 86400000, "60000",
+     W | R, CHK_NONE, "backoff cap"},
+    {"retry-max", "FAKA_RETRY_MAX", OPT_INT, OFF(retry_max), 0, 1, 1000, "8", W | R,
+     CHK_NONE, "charge attempts before an order gives up"},
+    {"poll-max", "FAKA_POLL_MAX", OPT_INT, OFF(poll_max), 0, 1, 100000, "60", W | R,
+     CHK_NONE, "gateway status polls of a pending payment (then the payment TTL decides)"},
+    {"idem-ttl-s", "FAKA_IDEM_TTL_S", OPT_INT, OFF(idem_ttl_s), 0, 1, 31536000, "86400",
+     W | R | C, CHK_NONE, "how long an idempotency key dedupes submissions"},
+    {"order-ttl-s", "FAKA_ORDER_TTL_S", OPT_INT, OFF(order_ttl_s), 0, 1, 31536000, "1800",
+     W | R, CHK_NONE, "an order still processing after this is settled by the reaper"},
+    {"payment-ttl-s", "FAKA_PAYMENT_TTL_S", OPT_INT, OFF(payment_ttl_s), 0, 1, 31536000,
+     "900", W | R, CHK_NONE, "an order waiting for payment longer than this expires"},
+    {"retention-s", "FAKA_RETENTION_S", OPT_INT, OFF(retention_s), 0, 0, 315360000, "604800",
+     W | R | C, CHK_NONE, "finished order records expire after this (0 = keep forever)"},
+    {"dead-max", "FAKA_DEAD_MAX", OPT_INT, OFF(dead_max), 0, 100, 100000000, "100000",
+     W | R | C, CHK_NONE, "faka:dead keeps about this many newest entries"},
+    {"max-deliveries", "FAKA_MAX_DELIVERIES", OPT_INT, OFF(max_deliveries), 0, 1, 1000, "5",
+     W | R, CHK_NONE, "an entry delivered this many times without an ack is dead-lettered"},
+    {"http-timeout-ms", "FAKA_HTTP_TIMEOUT_MS", OPT_INT, OFF(http_timeout_ms), 0, 100,
+     600000, "5000", W | R, CHK_NONE, "total time for one gateway or webhook request"},
+    {"http-connect-timeout-ms", "FAKA_HTTP_CONNECT_TIMEOUT_MS", OPT_INT,
+     OFF(http_connect_timeout_ms), 0, 50, 600000, "2000", W | R, CHK_NONE,
+     "TCP/TLS connect timeout"},
+    {"http-max", "FAKA_HTTP_MAX", OPT_INT, OFF(http_max), 0, 1, 10000, "64", W | R, CHK_NONE,
+     "concurrent HTTP requests per process"},
+    {"webhook-max", "FAKA_WEBHOOK_MAX", OPT_INT, OFF(webhook_max), 0, 1, 1000, "10", W | R,
+     CHK_NONE, "webhook attempts before the order is marked notify_failed"},
+    {"redis-timeout-ms", "FAKA_REDIS_TIMEOUT_MS", OPT_INT, OFF(redis_timeout_ms), 0, 100,
+     600000, "3000", W | R | C, CHK_NONE,
+     "connect timeout and longest wait for a reply before reconnecting"},
+};
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* "<source> --<name>: <rule>" into err. */
+static int setf(char *err, size_t errlen, const char *source, const char *name,
+                const char *rule) {
+    snprintf(err, errlen, "%s --%s: %s", source, name, rule);
+    return FK_EINVAL;
+}
+
+static int check_prefix(const char *s, int allow_braces) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '.' || c == ':' || c == '-' ||
+                 (allow_braces && (c == '{' || c == '}'));
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* Parse one value into its field; source names where it came from. */
+static int set_value(fk_config *cfg, const opt *o, const char *val, const char *source,
+                     char *err, size_t errlen) {
+    char *field = (char *)cfg + o->off;
+    char why[256];
+    switch (o->type) {
+    case OPT_STR:
+        if (strlen(val) >= o->size) {
+            snprintf(err, errlen, "%s --%s: value longer than %zu characters", source, o->name,
+                     o->size - 1);
+            return FK_EINVAL;
+        }
+        switch (o->check) {
+        case CHK_REDIS_URL: {
+            fk_redis_target t;
+            if (fk_redis_url_parse(val, &t, why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s --%s: %s", source, o->name, why);
+                return FK_EINVAL;
+            }
+            break;
+        }
+        case CHK_GATEWAY_URL:
+            if (strcmp(val, "none") != 0 && fk_http_url_check(val, why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s --%s: %s (or 'none')", source, o->name, why);
+                return FK_EINVAL;
+            }
+            break;
+        case CHK_WEBHOOK_URL:
+            if (val[0] && fk_http_url_check(val, why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s --%s: %s", source, o->name, why);
+                return FK_EINVAL;
+            }
+            break;
+        case CHK_PREFIX:
+            if (!check_prefix(val, 1))
+                return setf(err, errlen, source, o->name, "must be 1-64 of [A-Za-z0-9_.:{}-]");
+            break;
+        case CHK_ID:
+            if (val[0] && !check_prefix(val, 0))
+                return setf(err, errlen, source, o->name, "must be 1-64 of [A-Za-z0-9_.:-]");
+            break;
+        case CHK_NONE:
+            break;
+        }
+        memcpy(field, val, strlen(val) + 1);
+        return 0;
+    case OPT_INT: {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end || v < o->min || v > o->max) {
+            snprintf(err, errlen, "%s --%s: '%.40s' is not an integer from %lld to %lld",
+                     source, o->name, val, o->min, o->max);
+            return FK_EINVAL;
+        }
+        *(long long *)(void *)field = v;
+        return 0;
+    }
+    case OPT_LEVEL:
+        if (fk_log_parse_level(val, (int *)(void *)field) != 0)
+            return setf(err, errlen, source, o->name, "must be debug, info, warn or error");
+        return 0;
+    }
+    return FK_EINVAL;
+}
+
+static int check_relations(fk_config *cfg, int bins, char *err, size_t errlen) {
+    if (cfg->retry_cap_ms < cfg->retry_base_ms) {
+        snprintf(err, errlen, "--retry-cap-ms must be >= --retry-base-ms");
+        return FK_EINVAL;
+    }
+    if ((bins & (FK_BIN_WORKER | FK_BIN_REAPER)) && strcmp(cfg->gateway_url, "none") != 0 &&
+        cfg->http_timeout_ms * 2 > cfg->lease_ms) {
+        snprintf(err, errlen,
+                 "--http-timeout-ms (%lld) must be at most half of --lease-ms (%lld): a "
+                 "request must end well inside the lease that fences it",
+                 cfg->http_timeout_ms, cfg->lease_ms);
+        return FK_EINVAL;
+    }
+    if (cfg->webhook_url[0] && !cfg->webhook_secret[0]) {
+        snprintf(err, errlen, "--webhook-url needs --webhook-secret (FAKA_WEBHOOK_SECRET)");
+        return FK_EINVAL;
+    }
+    if (cfg->http_connect_timeout_ms > cfg->http_timeout_ms) {
+        snprintf(err, errlen, "--http-connect-timeout-ms must be <= --http-timeout-ms");
+        return FK_EINVAL;
+    }
+    if (!cfg->worker_id[0]) {
+        char host[64] = "host";
+        gethostname(host, sizeof(host) - 1);
+        host[sizeof(host) - 1] = '\0';
+        for (char *p = host; *p; p++) {
+            char one[2] = {*p, '\0'};
+            if (!check_prefix(one, 0)) *p = '-';
+        }
+        snprintf(cfg->worker_id, sizeof(cfg->worker_id), "%s-%ld", host, (long)getpid());
+    }
+    return 0;
+}
+
+void fk_config_usage(FILE *out, int bins, const char *synopsis) {
+    fprintf(out, "%s\n\nOptions (flag, environment variable, default):\n", synopsis);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt *o = &options[i];
+        if (!(o->bins & bins)) continue;
+        fprintf(out, "  --%-26s %-28s [%s]\n      %s\n", o->name, o->env,
+                o->def[0] ? o->def : "", o->help);
+    }
+    fprintf(out, "  --%-26s %-28s\n      %s\n", "help", "", "print this help and exit");
+}
+
+int fk_config_load(fk_config *cfg, int bins, const char *synopsis, int argc, char **argv,
+                   int *first_arg, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt *o = &options[i];
+        int rc = set_value(cfg, o, o->def, "default", err, errlen);
+        if (rc) return rc;
+        if (!(o->bins & bins)) continue;
+        const char *env = getenv(o->env);
+        if (env) {
+            char src[64];
+            snprintf(src, sizeof(src), "environment %s:", o->env);
+            rc = set_value(cfg, o, env, src, err, errlen);
+            if (rc) return rc;
+        }
+    }
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strncmp(a, "--", 2) != 0) break;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fk_config_usage(stdout, bins, synopsis);
+            return 1;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt *o = NULL;
+        for (size_t k = 0; k < NOPTIONS; k++)
+            if ((options[k].bins & bins) && strlen(options[k].name) == nlen &&
+                strncmp(options[k].name, name, nlen) == 0)
+                o = &options[k];
+        if (!o) {
+            snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)(nlen + 2), a);
+            return FK_EINVAL;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "option --%s needs a value", o->name);
+                return FK_EINVAL;
+            }
+            val = argv[++i];
+        }
+        int rc = set_value(cfg, o, val, "flag", err, errlen);
+        if (rc) return rc;
+    }
+    if (first_arg) *first_arg = i;
+    else if (i < argc) {
+        snprintf(err, errlen, "unexpected argument '%.64s' (see --help)", argv[i]);
+        return FK_EINVAL;
+    }
+    return check_relations(cfg, bins, err, errlen);
+}

@@ -1,0 +1,72 @@
+/* config.h -- the one table of faka's options: flags with FAKA_* environment
+ * fallbacks, bounds and defaults, validated at start.
+ *
+ * Precedence: command-line flag > environment variable > default. Every
+ * binary declares which rows it accepts (a bit mask), so `--help` lists only
+ * what that binary uses. */
+#ifndef FK_CONFIG_H
+#define FK_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum fk_bin {
+    FK_BIN_WORKER = 1 << 0,
+    FK_BIN_REAPER = 1 << 1,
+    FK_BIN_CTL = 1 << 2,
+};
+
+typedef struct fk_config {
+    /* connection and naming */
+    char redis_url[512];
+    char prefix[65];
+    char worker_id[128];
+    char gateway_url[512];     /* "none" or http(s)://... */
+    char webhook_url[512];     /* "" = no notifications */
+    char webhook_secret[256];
+    int log_level;
+    /* worker loop */
+    long long concurrency;     /* max entries in flight per worker */
+    long long batch;           /* XREADGROUP COUNT */
+    long long block_ms;        /* XREADGROUP BLOCK */
+    long long lease_ms;        /* order lease / stalled-entry threshold */
+    long long promote_ms;      /* retry promoter tick */
+    long long promote_batch;
+    /* retry policy */
+    long long retry_base_ms;
+    long long retry_cap_ms;
+    long long retry_max;       /* attempts before giving up */
+    long long poll_max;        /* pending_payment status polls */
+    /* TTLs and retention */
+    long long idem_ttl_s;
+    long long order_ttl_s;     /* processing longer than this is a zombie */
+    long long payment_ttl_s;   /* pending_payment longer than this expires */
+    long long retention_s;     /* finished order records; 0 = keep forever */
+    long long dead_max;        /* faka:dead stream length cap (approximate) */
+    long long max_deliveries;  /* deliveries of one entry before dead-letter */
+    /* http */
+    long long http_timeout_ms;
+    long long http_connect_timeout_ms;
+    long long http_max;        /* concurrent requests */
+    long long webhook_max;     /* notification attempts */
+    /* redis connection watchdog */
+    long long redis_timeout_ms;
+} fk_config;
+
+/* Fill cfg with defaults, then environment, then argv (flags `--name value`
+ * or `--name=value`) for the rows whose mask intersects bins. `--help`
+ * prints usage (synopsis first) to stdout. Positional
+ * arguments (fakactl's command words) are left in place: *first_arg receives
+ * the index of the first non-flag argument (argc if none); flags may not
+ * follow positionals.
+ * Returns 0 on success, 1 when --help was printed (exit 0), or FK_EINVAL
+ * with a one-line reason in err. */
+int fk_config_load(fk_config *cfg, int bins, const char *synopsis,
+                   int argc, char **argv,
+                   int *first_arg, char *err, size_t errlen);
+
+/* Print the usage of a binary: its synopsis line, then every accepted row
+ * with its flag, environment variable, default and help text. */
+void fk_config_usage(FILE *out, int bins, const char *synopsis);
+
+#endif

@@ -1,0 +1,26 @@
+/* url.h -- parsing of the URLs faka is configured with.
+ *
+ * Redis: redis://[[user]:password@]host[:port][/db] (default port 6379, db 0).
+ * HTTP:  http://... or https://..., checked for shape only; libcurl parses. */
+#ifndef FK_URL_H
+#define FK_URL_H
+
+#include <stddef.h>
+
+typedef struct fk_redis_target {
+    char host[256];
+    int port;
+    char user[128];     /* "" = default user */
+    char password[256]; /* "" = no AUTH */
+    int db;
+} fk_redis_target;
+
+/* Parse url into *t. Returns 0, or FK_EINVAL with a reason in err. Percent
+ * escapes (%XX) are decoded in user and password. */
+int fk_redis_url_parse(const char *url, fk_redis_target *t, char *err, size_t errlen);
+
+/* Check that url is an http:// or https:// URL with a host and no spaces or
+ * control characters. Returns 0 or FK_EINVAL with a reason in err. */
+int fk_http_url_check(const char *url, char *err, size_t errlen);
+
+#endif
