@@ -1,0 +1,92 @@
+-- lib.lua -- helpers shared by every faka script. At start, scripts.c
+-- prepends the constants generated from state.h (FK_ST, FK_FINAL, FK_R)
+-- and appends one script; every key a helper touches comes from the
+-- caller's KEYS.
+
+-- Redis server time in ms: one clock for the whole fleet, so leases and due
+-- times do not depend on the workers' clocks.
+local function fk_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Acknowledge an entry; '' means "no entry". Returns XACK's count.
+local function fk_ack(stream, group, entry)
+  if entry ~= '' then return redis.call('XACK', stream, group, entry) end
+  return 0
+end
+
+-- Add n to a per-minute counter that keeps itself for two hours.
+local function fk_minute(minute, field, n)
+  if redis.call('HINCRBY', minute, field, n) == n then
+    redis.call('PEXPIRE', minute, 7200000)
+  end
+end
+
+local function fk_count(stats, minute, field, n)
+  redis.call('HINCRBY', stats, field, n)
+  fk_minute(minute, field, n)
+end
+
+-- An order reached a final state: count it (totals, failures by reason,
+-- retry-count distribution, retry duration), drop its lease, and let a
+-- settled record expire after the retention (never one waiting for review).
+local function fk_finalize(okey, stats, minute, state, reason, now, retention)
+  local h = redis.call('HMGET', okey, 'attempts', 'first_fail_at')
+  local attempts = tonumber(h[1] or '0') or 0
+  local first_fail = tonumber(h[2] or '0') or 0
+  fk_count(stats, minute, state, 1)
+  if reason ~= '' then fk_count(stats, minute, 'reason:' .. reason, 1) end
+  redis.call('HINCRBY', stats, 'attempts:' .. attempts, 1)
+  if first_fail > 0 then
+    redis.call('HINCRBY', stats, 'retry_ms_sum', now - first_fail)
+    redis.call('HINCRBY', stats, 'retry_ms_count', 1)
+  end
+  redis.call('HDEL', okey, 'lease_until', 'lease_entry')
+  local ret = tonumber(retention) or 0
+  if ret > 0 and state ~= FK_ST.MANUAL_REVIEW then
+    redis.call('EXPIRE', okey, ret)
+  else
+    redis.call('PERSIST', okey)
+  end
+end
+
+-- What a worker needs to carry an order on (see pipeline.c, WORK_*).
+local FK_WORK_FIELDS = {'state', 'fence', 'charge', 'attempts', 'idem', 'sku', 'qty',
+  'amount', 'currency', 'buyer', 'pay_status', 'payment_id', 'polls', 'resv'}
+
+local function fk_work(okey)
+  local h = redis.call('HMGET', okey, unpack(FK_WORK_FIELDS))
+  local out = {'work'}
+  for i = 1, #FK_WORK_FIELDS do out[i + 1] = h[i] or '' end
+  return out
+end
+
+-- Take the lease on an existing order for this entry:
+--   {'done', state}  the order is final: the entry is acknowledged
+--   {'owned'}        a live lease or a scheduled retry covers the order:
+--                    this extra entry is acknowledged
+--   {'busy'}         this same entry is held under a live lease (a slow
+--                    worker): left pending, to be reclaimed later
+--   {'work', ...}    lease taken, fence bumped (see fk_work)
+local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now)
+  local h = redis.call('HMGET', okey, 'state', 'lease_until', 'lease_entry')
+  local st = h[1]
+  if FK_FINAL[st] then
+    fk_ack(stream, group, entry)
+    return {'done', st}
+  end
+  if (tonumber(h[2] or '0') or 0) > now then
+    if h[3] == entry then return {'busy'} end
+    fk_ack(stream, group, entry)
+    return {'owned'}
+  end
+  if redis.call('ZSCORE', rkey, oid) then
+    fk_ack(stream, group, entry)
+    return {'owned'}
+  end
+  redis.call('HINCRBY', okey, 'fence', 1)
+  redis.call('HSET', okey, 'lease_until', now + lease_ms, 'lease_entry', entry)
+  return fk_work(okey)
+end
+

@@ -1,0 +1,78 @@
+-- payment.lua -- a `payment` entry: the shop verified the gateway's
+-- callback and tells us the outcome. It wins over whatever a worker is
+-- doing (the fence is bumped, so a worker mid-charge cannot apply a stale
+-- transition), and a repeated notification changes nothing.
+-- Transitions (checked against state.c by tests/unit/test_state.c):
+--   processing|pending_payment -> completed (succeeded, reservation held)
+--   processing|pending_payment -> failed/payment_declined (declined)
+--   failed|expired -> manual_review/late_payment (succeeded too late)
+--   no record yet: the payment is kept on a stub that accept.lua merges.
+-- KEYS: 1 order hash, 2 orders stream, 3 stock list, 4 stats, 5 stats
+--       minute, 6 review zset, 7 notify zset, 8 retry zset
+-- ARGV: 1 group, 2 entry id, 3 order_id, 4 'succeeded'|'declined',
+--       5 payment_id, 6 stub ttl s, 7 retention s, 8 msg completed,
+--       9 msg declined, 10 msg late payment, 11 '1' to queue the webhook,
+--       12 msg no reservation
+-- Returns {'stub'} | {'completed', codes} | {'failed'} | {'review'} |
+--         {'noop', state}
+local okey, stream, skey, stats, minute, vkey, nkey, rkey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local group, entry, oid, status, pid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local h = redis.call('HMGET', okey, 'state', 'resv')
+local st = h[1]
+local now = fk_now()
+
+if not st then
+  redis.call('HSET', okey, 'pay_status', status, 'payment_id', pid)
+  redis.call('EXPIRE', okey, ARGV[6])
+  fk_ack(stream, group, entry)
+  return {'stub'}
+end
+
+if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
+  redis.call('HINCRBY', okey, 'fence', 1)
+  redis.call('ZREM', rkey, oid)
+  redis.call('HSET', okey, 'pay_status', status, 'payment_id', pid, 'updated_at', now)
+  local out
+  if status == 'succeeded' and h[2] then
+    redis.call('HSET', okey, 'state', FK_ST.COMPLETED, 'codes', h[2], 'reason', '',
+      'message', ARGV[8], 'charge', 'paid')
+    redis.call('HDEL', okey, 'resv')
+    if ARGV[11] == '1' then
+      redis.call('ZADD', nkey, now, oid)
+      redis.call('HSET', okey, 'notify', 'pending')
+    end
+    fk_finalize(okey, stats, minute, FK_ST.COMPLETED, '', now, ARGV[7])
+    out = {'completed', h[2]}
+  elseif status == 'succeeded' then
+    redis.call('HSET', okey, 'state', FK_ST.MANUAL_REVIEW, 'reason', FK_R.PAYMENT_UNKNOWN,
+      'message', ARGV[12])
+    redis.call('ZADD', vkey, now, oid)
+    fk_finalize(okey, stats, minute, FK_ST.MANUAL_REVIEW, FK_R.PAYMENT_UNKNOWN, now, ARGV[7])
+    out = {'review'}
+  else
+    if h[2] then
+      local codes = cjson.decode(h[2])
+      if #codes > 0 then redis.call('RPUSH', skey, unpack(codes)) end
+      redis.call('HDEL', okey, 'resv')
+    end
+    redis.call('HSET', okey, 'state', FK_ST.FAILED, 'reason', FK_R.PAYMENT_DECLINED,
+      'message', ARGV[9], 'charge', 'declined')
+    fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.PAYMENT_DECLINED, now, ARGV[7])
+    out = {'failed'}
+  end
+  fk_ack(stream, group, entry)
+  return out
+end
+
+if status == 'succeeded' and (st == FK_ST.FAILED or st == FK_ST.EXPIRED) then
+  redis.call('HSET', okey, 'state', FK_ST.MANUAL_REVIEW, 'reason', FK_R.LATE_PAYMENT,
+    'message', ARGV[10], 'pay_status', status, 'payment_id', pid, 'updated_at', now)
+  redis.call('ZADD', vkey, now, oid)
+  fk_finalize(okey, stats, minute, FK_ST.MANUAL_REVIEW, FK_R.LATE_PAYMENT, now, ARGV[7])
+  fk_ack(stream, group, entry)
+  return {'review'}
+end
+
+fk_ack(stream, group, entry)
+return {'noop', st}

@@ -1,0 +1,19 @@
+-- promote.lua -- move due retries back onto the stream, in one call, so
+-- that any number of workers promoting at once never promote an id twice
+-- (ZRANGEBYSCORE + XADD + ZREM run atomically).
+-- KEYS: 1 retry zset, 2 orders stream
+-- ARGV: 1 batch limit
+-- Returns {moved, ms until the next due id or -1 if none}
+local now = fk_now()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'retry', id)
+end
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local wait = -1
+if nxt[2] then
+  wait = tonumber(nxt[2]) - now
+  if wait < 0 then wait = 0 end
+end
+return {#due, wait}

@@ -1,0 +1,36 @@
+-- reclaim.lua -- take over entries stalled on dead or stuck consumers, in
+-- one call: entries idle longer than the lease are claimed for the caller
+-- (XCLAIM with min-idle, so two reclaimers never both get one), except
+-- those Redis has already delivered max-deliveries times: those are poison
+-- and go to the dead stream with their history. Redis's own delivery count
+-- is used, so a worker that dies before it can count still counts.
+-- KEYS: 1 orders stream, 2 dead stream, 3 stats, 4 stats minute
+-- ARGV: 1 group, 2 consumer, 3 min idle ms, 4 count, 5 max deliveries,
+--       6 dead stream max length
+-- Returns the claimed entries, shaped like XREADGROUP's: {{id, fields}, ...}
+local stream, dead, stats, minute = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local group, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
+local maxd = tonumber(ARGV[5])
+local pend = redis.call('XPENDING', stream, group, 'IDLE', idle, '-', '+', tonumber(ARGV[4]))
+local claim = {}
+for _, p in ipairs(pend) do
+  local id, owner, deliveries = p[1], p[2], tonumber(p[4])
+  if deliveries >= maxd then
+    local e = redis.call('XRANGE', stream, id, id)
+    local kind, raw = '', ''
+    if e[1] and e[1][2] then
+      kind, raw = e[1][2][1] or '', e[1][2][2] or ''
+      if #raw > 4096 then raw = string.sub(raw, 1, 4096) .. '...[truncated]' end
+    end
+    redis.call('XADD', dead, 'MAXLEN', '~', ARGV[6], '*', 'raw', raw,
+      'error', 'delivered ' .. deliveries .. ' times without being settled',
+      'source_id', id, 'kind', kind, 'order_id', '',
+      'history', 'last consumer ' .. owner .. ', idle ' .. p[3] .. ' ms, deliveries ' .. deliveries)
+    redis.call('XACK', stream, group, id)
+    fk_count(stats, minute, 'dead', 1)
+  else
+    claim[#claim + 1] = id
+  end
+end
+if #claim == 0 then return {} end
+return redis.call('XCLAIM', stream, group, consumer, idle, unpack(claim))

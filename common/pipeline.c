@@ -1,0 +1,775 @@
+/* pipeline.c -- one stream entry through accept, reserve, charge, deliver
+ * (see pipeline.h and DESIGN.md, "The pipeline").
+ *
+ * Recovery points, all written by Lua calls:
+ *   accept   the record exists with its reservation (`resv`), charge=none
+ *   charge   charge=sent is written BEFORE the request goes out, so an
+ *            abandoned job leaves "outcome unknown" behind, and the next
+ *            attempt asks the gateway (GET) before it charges again
+ *   outcome  completed / failed / pending_payment / retry scheduled, each
+ *            with the entry's ack in the same call
+ * Nothing that has an outside effect is repeated on resume: codes move only
+ * inside Lua, and the gateway is called with the order's idempotency key. */
+#include "pipeline.h"
+#include "backoff.h"
+#include "clock.h"
+#include "err.h"
+#include "gateway.h"
+#include "log.h"
+#include "scripts.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void finish(fk_job *j, int end) { j->ctx->job_done(j, end, j->ctx->arg); }
+
+static const char *oid(const fk_job *j) { return j->o.order_id[0] ? j->o.order_id : NULL; }
+
+/* A reply that is not an array starting with a status string means a bug
+ * or a Redis surprise: log it and leave the entry pending, so it is
+ * retried and, past max-deliveries, dead-lettered by the reaper. */
+static int reply_status(fk_job *j, redisReply *reply, const char *what, const char **status) {
+    char err[256];
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EDOWN) {
+        fk_debug("job.abandon", oid(j), "%s: connection lost; entry %s stays pending", what,
+                 j->entry_id);
+        finish(j, FK_JOB_ABANDONED);
+        return -1;
+    }
+    if (rc) {
+        fk_error("job.redis", oid(j), "%s: %s (entry %s stays pending)", what, err, j->entry_id);
+        finish(j, FK_JOB_ABANDONED);
+        return -1;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        fk_error("job.redis", oid(j), "%s: unexpected reply shape (entry %s stays pending)", what,
+                 j->entry_id);
+        finish(j, FK_JOB_ABANDONED);
+        return -1;
+    }
+    *status = reply->element[0]->str;
+    return 0;
+}
+
+static const char *elem(const redisReply *r, size_t i) {
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING) return "";
+    return r->element[i]->str;
+}
+
+static void send_failed(fk_job *j, int rc, const char *what) {
+    fk_debug("job.abandon", oid(j), "%s not sent: %s; entry %s stays pending", what,
+             fk_strerror(rc), j->entry_id);
+    finish(j, FK_JOB_ABANDONED);
+}
+
+/* ---- dead letters ------------------------------------------------------- */
+
+static void on_dead(fk_redis *r, redisReply *reply, void *arg) {
+    fk_job *j = arg;
+    const char *st;
+    (void)r;
+    if (reply_status(j, reply, "dead", &st)) return;
+    finish(j, FK_JOB_SETTLED);
+}
+
+/* Send the entry to the dead stream with err; if order_id is not NULL and
+ * no record exists, the order is recorded failed/invalid_order. */
+static void dead_letter(fk_job *j, const char *err, const char *order_id) {
+    const fk_ctx *c = j->ctx;
+    char okey[FK_KEY_MAX], minute[160], msg[512], raw[FK_DEAD_RAW_MAX + 64];
+    size_t rawlen = j->val_len;
+    if (rawlen > FK_DEAD_RAW_MAX) {
+        memcpy(raw, j->val, FK_DEAD_RAW_MAX);
+        rawlen = FK_DEAD_RAW_MAX +
+                 (size_t)snprintf(raw + FK_DEAD_RAW_MAX, sizeof(raw) - FK_DEAD_RAW_MAX,
+                                  "...[truncated, %zu bytes]", j->val_len);
+    } else if (rawlen) {
+        memcpy(raw, j->val, rawlen);
+    }
+    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
+    fk_reason_message(FK_R_INVALID_ORDER, err, msg, sizeof(msg));
+    fk_warn("entry.dead", order_id, "entry %s (%s) dead-lettered: %s", j->entry_id, j->kind,
+            err);
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, c->keys->stream);
+    fk_args_str(&a, c->keys->dead);
+    fk_args_str(&a, c->keys->stats);
+    fk_args_str(&a, minute);
+    int nkeys = 4;
+    if (order_id && order_id[0]) {
+        fk_key_order(c->keys, order_id, okey, sizeof(okey));
+        fk_args_str(&a, okey);
+        nkeys = 5;
+    }
+    fk_args_str(&a, c->keys->group);
+    fk_args_str(&a, j->entry_id);
+    fk_args_mem(&a, raw, rawlen);
+    fk_args_str(&a, err);
+    fk_args_str(&a, j->kind);
+    fk_args_str(&a, order_id ? order_id : "");
+    fk_args_str(&a, msg);
+    fk_args_ll(&a, c->cfg->retention_s);
+    fk_args_ll(&a, c->cfg->dead_max);
+    fk_args_str(&a, "");
+    int rc = fk_script_call(c->redis, FK_LUA_DEAD, nkeys, &a, on_dead, j);
+    if (rc) send_failed(j, rc, "dead");
+}
+
+/* ---- transitions -------------------------------------------------------- */
+
+typedef struct tr {
+    fk_state from, to;
+    fk_reason reason;
+    const char *detail;     /* fills the reason's %s */
+    const char *ops;        /* see transition.lua */
+    long long delay_ms;
+    const char *charge;     /* NULL = keep */
+    const char *payment_id; /* NULL = keep */
+    int ack;
+} tr;
+
+static void after_transition(fk_job *j, redisReply *reply, fk_state to);
+
+static void on_transition(fk_redis *r, redisReply *reply, void *arg);
+
+/* The pending transition's target, kept for on_transition. */
+typedef struct tr_call {
+    fk_job *j;
+    fk_state to;
+} tr_call;
+
+static void transition(fk_job *j, const tr *t) {
+    const fk_ctx *c = j->ctx;
+    assert(fk_state_can(t->from, t->to));
+    char okey[FK_KEY_MAX], skey[FK_KEY_MAX], minute[160], msg[512], ops[16];
+    fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
+    fk_key_stock(c->keys, j->o.sku, skey, sizeof(skey));
+    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
+    if (t->reason)
+        fk_reason_message(t->reason, t->detail, msg, sizeof(msg));
+    else
+        snprintf(msg, sizeof(msg), "%s", fk_state_message(t->to));
+    snprintf(ops, sizeof(ops), "%s%s", t->ops ? t->ops : "", t->ack ? "A" : "");
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, c->keys->stream);
+    fk_args_str(&a, skey);
+    fk_args_str(&a, c->keys->retry);
+    fk_args_str(&a, c->keys->review);
+    fk_args_str(&a, c->keys->stats);
+    fk_args_str(&a, minute);
+    fk_args_str(&a, c->keys->notify);
+    fk_args_str(&a, c->keys->group);
+    fk_args_str(&a, t->ack ? j->entry_id : "");
+    fk_args_str(&a, j->fence);
+    fk_args_str(&a, fk_state_name(t->from));
+    fk_args_str(&a, fk_state_name(t->to));
+    fk_args_str(&a, fk_reason_code(t->reason));
+    fk_args_str(&a, msg);
+    fk_args_str(&a, ops);
+    fk_args_ll(&a, t->delay_ms);
+    fk_args_str(&a, t->charge ? t->charge : "");
+    fk_args_str(&a, t->payment_id ? t->payment_id : "");
+    fk_args_ll(&a, c->cfg->retention_s);
+    fk_args_str(&a, j->o.order_id);
+    fk_args_ll(&a, c->cfg->lease_ms);
+    fk_args_str(&a, "");
+    fk_args_str(&a, "");
+    tr_call *tc = malloc(sizeof(*tc));
+    if (!tc) {
+        send_failed(j, FK_ENOMEM, "transition");
+        return;
+    }
+    tc->j = j;
+    tc->to = t->to;
+    if (t->charge) snprintf(j->charge, sizeof(j->charge), "%s", t->charge);
+    int rc = fk_script_call(c->redis, FK_LUA_TRANSITION, 8, &a, on_transition, tc);
+    if (rc) {
+        free(tc);
+        send_failed(j, rc, "transition");
+    }
+}
+
+static void on_transition(fk_redis *r, redisReply *reply, void *arg) {
+    tr_call *tc = arg;
+    fk_job *j = tc->j;
+    fk_state to = tc->to;
+    (void)r;
+    free(tc);
+    after_transition(j, reply, to);
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+static void run_work(fk_job *j);
+static void charge(fk_job *j);
+static void query(fk_job *j);
+
+static void deliver(fk_job *j, const char *payment_id) {
+    tr t = {FK_ST_PROCESSING, FK_ST_COMPLETED, FK_R_NONE, NULL, j->ctx->notify ? "DN" : "D",
+            0, "paid", payment_id && payment_id[0] ? payment_id : NULL, 1};
+    transition(j, &t);
+}
+
+static void fail(fk_job *j, fk_reason reason, const char *detail, const char *charge_state) {
+    tr t = {FK_ST_PROCESSING, FK_ST_FAILED, reason, detail, "L", 0, charge_state, NULL, 1};
+    transition(j, &t);
+}
+
+static void review(fk_job *j, fk_state from, fk_reason reason, const char *detail) {
+    tr t = {from, FK_ST_MANUAL_REVIEW, reason, detail, "V", 0, NULL, NULL, 1};
+    transition(j, &t);
+}
+
+/* A transient failure: retry with full-jitter backoff, or give up. The
+ * charge may exist when charge is sent/unknown: then giving up means
+ * manual review, never "failed" (the story's 20 surprise recharges). */
+static void retry_or_give_up(fk_job *j, int maybe_charged, long long retry_after_ms,
+                             const char *detail) {
+    const fk_config *cfg = j->ctx->cfg;
+    const char *charge_state = maybe_charged ? "unknown" : j->charge;
+    int unknown = maybe_charged || strcmp(j->charge, "sent") == 0 ||
+                  strcmp(j->charge, "unknown") == 0;
+    if (!maybe_charged && strcmp(j->charge, "sent") == 0) charge_state = "absent";
+    if (j->attempts + 1 >= cfg->retry_max) {
+        if (unknown && maybe_charged) {
+            review(j, FK_ST_PROCESSING, FK_R_PAYMENT_UNKNOWN, detail);
+        } else {
+            fk_info("order.exhausted", oid(j), "giving up after %d attempts: %s",
+                    j->attempts + 1, detail);
+            fail(j, FK_R_RETRIES_EXHAUSTED, detail, charge_state);
+        }
+        return;
+    }
+    long long delay = fk_backoff_delay(j->attempts, cfg->retry_base_ms, cfg->retry_cap_ms);
+    if (retry_after_ms > delay) delay = retry_after_ms;
+    fk_info("order.retry", oid(j), "attempt %d failed (%s); retry in %lld ms", j->attempts + 1,
+            detail, delay);
+    tr t = {FK_ST_PROCESSING, FK_ST_PROCESSING, FK_R_NONE, NULL, "R", delay, charge_state,
+            NULL, 1};
+    transition(j, &t);
+}
+
+static void on_charge(void *arg, const fk_gw_result *res) {
+    fk_job *j = arg;
+    switch (res->outcome) {
+    case FK_GW_PAID:
+        deliver(j, res->payment_id);
+        return;
+    case FK_GW_PENDING: {
+        tr t = {FK_ST_PROCESSING, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P",
+                fk_backoff_delay(0, j->ctx->cfg->retry_base_ms, j->ctx->cfg->retry_cap_ms),
+                "pending", res->payment_id[0] ? res->payment_id : NULL, 1};
+        transition(j, &t);
+        return;
+    }
+    case FK_GW_DECLINED:
+        fail(j, FK_R_PAYMENT_DECLINED, res->detail, "declined");
+        return;
+    case FK_GW_RISK:
+        fail(j, FK_R_RISK_REJECTED, res->detail, "declined");
+        return;
+    case FK_GW_INVALID:
+        fail(j, FK_R_PAYMENT_INVALID, res->detail, "declined");
+        return;
+    case FK_GW_CONFLICT:
+        /* Our key holds another charge at the gateway: money may have moved
+         * for something else. A human must look. */
+        review(j, FK_ST_PROCESSING, FK_R_PAYMENT_UNKNOWN, res->detail);
+        return;
+    case FK_GW_NOT_FOUND:
+    case FK_GW_TRANSIENT:
+    default:
+        retry_or_give_up(j, res->outcome == FK_GW_TRANSIENT ? res->maybe_charged : 1,
+                         res->retry_after_ms, res->detail);
+        return;
+    }
+}
+
+static void on_query(void *arg, const fk_gw_result *res) {
+    fk_job *j = arg;
+    j->queried = 1;
+    if (j->state == FK_ST_PENDING_PAYMENT) {
+        const fk_config *cfg = j->ctx->cfg;
+        if (res->outcome == FK_GW_PAID || res->outcome == FK_GW_DECLINED) {
+            /* pending_payment -> processing first; the outcome follows in
+             * after_transition (the table has no direct hop). */
+            snprintf(j->pay_status, sizeof(j->pay_status), "%s",
+                     res->outcome == FK_GW_PAID ? "succeeded" : "declined");
+            if (res->payment_id[0])
+                snprintf(j->payment_id, sizeof(j->payment_id), "%s", res->payment_id);
+            tr t = {FK_ST_PENDING_PAYMENT, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0,
+                    res->outcome == FK_GW_PAID ? "paid" : "declined", NULL, 0};
+            transition(j, &t);
+            return;
+        }
+        if (j->polls + 1 >= cfg->poll_max) {
+            /* Stop polling; the payment TTL (reaper) settles it. */
+            tr t = {FK_ST_PENDING_PAYMENT, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "", 0, NULL,
+                    NULL, 1};
+            transition(j, &t);
+            return;
+        }
+        tr t = {FK_ST_PENDING_PAYMENT, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P",
+                fk_backoff_delay(j->polls + 1, cfg->retry_base_ms, cfg->retry_cap_ms), NULL,
+                NULL, 1};
+        transition(j, &t);
+        return;
+    }
+    switch (res->outcome) {
+    case FK_GW_PAID:
+        deliver(j, res->payment_id);
+        return;
+    case FK_GW_PENDING: {
+        tr t = {FK_ST_PROCESSING, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P",
+                fk_backoff_delay(0, j->ctx->cfg->retry_base_ms, j->ctx->cfg->retry_cap_ms),
+                "pending", res->payment_id[0] ? res->payment_id : NULL, 1};
+        transition(j, &t);
+        return;
+    }
+    case FK_GW_DECLINED:
+        fail(j, FK_R_PAYMENT_DECLINED, res->detail, "declined");
+        return;
+    case FK_GW_NOT_FOUND: {
+        /* Proof that no charge exists for our key: charging is safe. */
+        snprintf(j->charge, sizeof(j->charge), "absent");
+        charge(j);
+        return;
+    }
+    default:
+        retry_or_give_up(j, 1, res->retry_after_ms, res->detail);
+        return;
+    }
+}
+
+static void query(fk_job *j) {
+    int rc = fk_gateway_query(j->ctx->gateway, j->o.idem_key, on_query, j);
+    if (rc) send_failed(j, rc, "gateway query");
+}
+
+/* Record charge=sent (the recovery point), then POST in after_transition. */
+static void charge(fk_job *j) {
+    tr t = {FK_ST_PROCESSING, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0, "sent", NULL, 0};
+    transition(j, &t);
+}
+
+static void post_charge(fk_job *j) {
+    fk_charge_req req = {j->o.idem_key, j->o.order_id, j->o.currency, j->o.buyer, j->o.amount};
+    int rc = fk_gateway_charge(j->ctx->gateway, &req, on_charge, j);
+    if (rc) send_failed(j, rc, "gateway charge");
+}
+
+static void after_transition(fk_job *j, redisReply *reply, fk_state to) {
+    const char *st;
+    if (reply_status(j, reply, "transition", &st)) return;
+    if (strcmp(st, "stale") == 0) {
+        fk_info("order.stale", oid(j), "lease lost (order now %s, fence %s, ours %s); leaving it",
+                elem(reply, 1), elem(reply, 2), j->fence);
+        finish(j, FK_JOB_LEFT);
+        return;
+    }
+    if (strcmp(st, "noresv") == 0) {
+        fk_error("order.noresv", oid(j), "no reservation to deliver; sending to review");
+        review(j, FK_ST_PROCESSING, FK_R_PAYMENT_UNKNOWN, "reservation missing");
+        return;
+    }
+    fk_state from = j->state;
+    j->state = to;
+    if (to == FK_ST_PROCESSING && from == FK_ST_PROCESSING && strcmp(j->charge, "sent") == 0) {
+        post_charge(j); /* charge=sent is recorded: now the request may go */
+        return;
+    }
+    if (to == FK_ST_PROCESSING && from == FK_ST_PENDING_PAYMENT) {
+        if (strcmp(j->pay_status, "succeeded") == 0)
+            deliver(j, j->payment_id);
+        else
+            fail(j, FK_R_PAYMENT_DECLINED, "the gateway declined the payment", "declined");
+        return;
+    }
+    if (fk_state_is_final(to))
+        fk_info("order.final", oid(j), "%s", fk_state_name(to));
+    finish(j, FK_JOB_SETTLED);
+}
+
+/* Carry on an order we hold the lease of, from its recovery point. */
+static void run_work(fk_job *j) {
+    if (j->state == FK_ST_PROCESSING) {
+        if (strcmp(j->pay_status, "succeeded") == 0) {
+            deliver(j, j->payment_id);
+        } else if (strcmp(j->pay_status, "declined") == 0) {
+            fail(j, FK_R_PAYMENT_DECLINED, "the shop reported the payment declined", "declined");
+        } else if (!j->ctx->gateway) {
+            deliver(j, NULL);
+        } else if (strcmp(j->charge, "sent") == 0 || strcmp(j->charge, "unknown") == 0 ||
+                   strcmp(j->charge, "pending") == 0 || strcmp(j->charge, "paid") == 0) {
+            query(j); /* never charge twice: ask first */
+        } else {
+            charge(j);
+        }
+        return;
+    }
+    if (j->state == FK_ST_PENDING_PAYMENT) {
+        if (!j->ctx->gateway) {
+            snprintf(j->pay_status, sizeof(j->pay_status), "succeeded");
+            tr t = {FK_ST_PENDING_PAYMENT, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0, "paid",
+                    NULL, 0};
+            transition(j, &t);
+        } else {
+            query(j);
+        }
+        return;
+    }
+    fk_warn("order.state", oid(j), "unexpected state '%s' for work", fk_state_name(j->state));
+    finish(j, FK_JOB_LEFT);
+}
+
+/* Parse fk_work's reply: {'work', state, fence, charge, attempts, idem, sku,
+ * qty, amount, currency, buyer, pay_status, payment_id, polls, resv}. */
+static int load_work(fk_job *j, const redisReply *r) {
+    if (r->elements < 15) return FK_EPROTO;
+    j->state = fk_state_parse(elem(r, 1));
+    snprintf(j->fence, sizeof(j->fence), "%s", elem(r, 2));
+    snprintf(j->charge, sizeof(j->charge), "%s", elem(r, 3)[0] ? elem(r, 3) : "none");
+    j->attempts = atoi(elem(r, 4));
+    snprintf(j->o.idem_key, sizeof(j->o.idem_key), "%s", elem(r, 5));
+    snprintf(j->o.sku, sizeof(j->o.sku), "%s", elem(r, 6));
+    j->o.qty = atoi(elem(r, 7));
+    j->o.amount = atoll(elem(r, 8));
+    snprintf(j->o.currency, sizeof(j->o.currency), "%s", elem(r, 9));
+    snprintf(j->o.buyer, sizeof(j->o.buyer), "%s", elem(r, 10));
+    snprintf(j->pay_status, sizeof(j->pay_status), "%s", elem(r, 11));
+    snprintf(j->payment_id, sizeof(j->payment_id), "%s", elem(r, 12));
+    j->polls = atoi(elem(r, 13));
+    if (!j->o.idem_key[0]) snprintf(j->o.idem_key, sizeof(j->o.idem_key), "%s", j->o.order_id);
+    return j->state == FK_ST_NONE ? FK_EPROTO : 0;
+}
+
+/* Common handling of fk_take / fk_work answers (accept, resume). */
+static void on_take(fk_job *j, redisReply *reply, const char *st) {
+    if (strcmp(st, "work") == 0) {
+        if (load_work(j, reply)) {
+            fk_error("job.redis", oid(j), "bad work reply; entry %s stays pending", j->entry_id);
+            finish(j, FK_JOB_ABANDONED);
+            return;
+        }
+        run_work(j);
+        return;
+    }
+    if (strcmp(st, "busy") == 0) {
+        fk_info("order.busy", oid(j), "entry %s is held under a live lease; leaving it pending",
+                j->entry_id);
+        finish(j, FK_JOB_LEFT);
+        return;
+    }
+    /* done / owned / missing: settled by the script's ack */
+    fk_debug("order.skip", oid(j), "entry %s: %s %s", j->entry_id, st, elem(reply, 1));
+    finish(j, FK_JOB_SETTLED);
+}
+
+static void on_duplicate(fk_redis *r, redisReply *reply, void *arg) {
+    fk_job *j = arg;
+    const char *st;
+    (void)r;
+    if (reply_status(j, reply, "duplicate", &st)) return;
+    fk_info("order.duplicate", oid(j), "%s (key %s)", elem(reply, 1), j->o.idem_key);
+    finish(j, FK_JOB_SETTLED);
+}
+
+static void duplicate(fk_job *j, const char *owner) {
+    const fk_ctx *c = j->ctx;
+    char okey[FK_KEY_MAX], wkey[FK_KEY_MAX], minute[160], mdup[512], mconf[512];
+    if (!fk_order_id_valid(owner)) {
+        fk_error("order.duplicate", oid(j), "idempotency key owner is not a valid id");
+        finish(j, FK_JOB_ABANDONED);
+        return;
+    }
+    fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
+    fk_key_order(c->keys, owner, wkey, sizeof(wkey));
+    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
+    fk_reason_message(FK_R_DUPLICATE, owner, mdup, sizeof(mdup));
+    fk_reason_message(FK_R_IDEMPOTENCY_CONFLICT, owner, mconf, sizeof(mconf));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, wkey);
+    fk_args_str(&a, c->keys->stream);
+    fk_args_str(&a, c->keys->stats);
+    fk_args_str(&a, minute);
+    fk_args_str(&a, c->keys->group);
+    fk_args_str(&a, j->entry_id);
+    fk_args_str(&a, j->o.order_id);
+    fk_args_str(&a, owner);
+    fk_args_str(&a, j->o.sku);
+    fk_args_ll(&a, j->o.qty);
+    fk_args_ll(&a, j->o.amount);
+    fk_args_str(&a, j->o.currency);
+    fk_args_str(&a, j->o.buyer);
+    fk_args_str(&a, j->o.idem_key);
+    fk_args_str(&a, mdup);
+    fk_args_str(&a, mconf);
+    fk_args_ll(&a, c->cfg->retention_s);
+    int rc = fk_script_call(c->redis, FK_LUA_DUPLICATE, 5, &a, on_duplicate, j);
+    if (rc) send_failed(j, rc, "duplicate");
+}
+
+static void on_accept(fk_redis *r, redisReply *reply, void *arg) {
+    fk_job *j = arg;
+    const char *st;
+    (void)r;
+    if (reply_status(j, reply, "accept", &st)) return;
+    if (strcmp(st, "completed") == 0) {
+        fk_debug("order.final", oid(j), "completed");
+        finish(j, FK_JOB_SETTLED);
+    } else if (strcmp(st, "failed") == 0) {
+        fk_info("order.final", oid(j), "failed: %s", elem(reply, 1));
+        finish(j, FK_JOB_SETTLED);
+    } else if (strcmp(st, "dup") == 0) {
+        char owner[FK_ORDER_ID_MAX + 1];
+        snprintf(owner, sizeof(owner), "%s", elem(reply, 1));
+        duplicate(j, owner);
+    } else if (strcmp(st, "conflict") == 0) {
+        char err[256];
+        snprintf(err, sizeof(err),
+                 "order_id %s already exists (state %s) with a different sku, qty, amount "
+                 "or currency",
+                 j->o.order_id, elem(reply, 1));
+        dead_letter(j, err, NULL); /* never touch the existing order */
+    } else {
+        on_take(j, reply, st);
+    }
+}
+
+static void accept_order(fk_job *j) {
+    const fk_ctx *c = j->ctx;
+    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], skey[FK_KEY_MAX], minute[160], moos[256];
+    fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
+    fk_key_idem(c->keys, j->o.idem_key, ikey, sizeof(ikey));
+    fk_key_stock(c->keys, j->o.sku, skey, sizeof(skey));
+    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
+    fk_reason_message(FK_R_OUT_OF_STOCK, NULL, moos, sizeof(moos));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, ikey);
+    fk_args_str(&a, skey);
+    fk_args_str(&a, c->keys->stream);
+    fk_args_str(&a, c->keys->stats);
+    fk_args_str(&a, minute);
+    fk_args_str(&a, c->keys->retry);
+    fk_args_str(&a, c->keys->notify);
+    fk_args_str(&a, c->keys->group);
+    fk_args_str(&a, j->entry_id);
+    fk_args_str(&a, j->o.order_id);
+    fk_args_str(&a, j->o.idem_key);
+    fk_args_str(&a, j->o.sku);
+    fk_args_ll(&a, j->o.qty);
+    fk_args_ll(&a, j->o.amount);
+    fk_args_str(&a, j->o.currency);
+    fk_args_str(&a, j->o.buyer);
+    fk_args_ll(&a, c->cfg->idem_ttl_s);
+    fk_args_str(&a, c->gateway ? "charge" : "paid");
+    fk_args_ll(&a, c->cfg->lease_ms);
+    fk_args_ll(&a, c->cfg->retention_s);
+    fk_args_str(&a, fk_state_message(FK_ST_PROCESSING));
+    fk_args_str(&a, fk_state_message(FK_ST_COMPLETED));
+    fk_args_str(&a, moos);
+    fk_args_str(&a, c->notify ? "1" : "0");
+    int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, 8, &a, on_accept, j);
+    if (rc) send_failed(j, rc, "accept");
+}
+
+static void on_resume(fk_redis *r, redisReply *reply, void *arg) {
+    fk_job *j = arg;
+    const char *st;
+    (void)r;
+    if (reply_status(j, reply, "resume", &st)) return;
+    on_take(j, reply, st);
+}
+
+static void resume(fk_job *j) {
+    const fk_ctx *c = j->ctx;
+    char okey[FK_KEY_MAX];
+    fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, c->keys->stream);
+    fk_args_str(&a, c->keys->retry);
+    fk_args_str(&a, c->keys->group);
+    fk_args_str(&a, j->entry_id);
+    fk_args_str(&a, j->o.order_id);
+    fk_args_ll(&a, c->cfg->lease_ms);
+    int rc = fk_script_call(c->redis, FK_LUA_RESUME, 3, &a, on_resume, j);
+    if (rc) send_failed(j, rc, "resume");
+}
+
+static void on_payment(fk_redis *r, redisReply *reply, void *arg) {
+    fk_job *j = arg;
+    const char *st;
+    (void)r;
+    if (reply_status(j, reply, "payment", &st)) return;
+    fk_info("order.payment", oid(j), "payment %s: %s %s", j->pay_status, st, elem(reply, 1));
+    finish(j, FK_JOB_SETTLED);
+}
+
+/* Run payment.lua; skey is the order's stock key ("" when the order has
+ * no record yet), needed to release the codes of a declined order. */
+static void payment(fk_job *j, const fk_payment *p, const char *skey) {
+    const fk_ctx *c = j->ctx;
+    char okey[FK_KEY_MAX], minute[160], mdecl[256], mlate[256], mnoresv[256];
+    fk_key_order(c->keys, p->order_id, okey, sizeof(okey));
+    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
+    fk_reason_message(FK_R_PAYMENT_DECLINED, NULL, mdecl, sizeof(mdecl));
+    fk_reason_message(FK_R_LATE_PAYMENT, NULL, mlate, sizeof(mlate));
+    fk_reason_message(FK_R_PAYMENT_UNKNOWN, NULL, mnoresv, sizeof(mnoresv));
+    snprintf(j->pay_status, sizeof(j->pay_status), "%s",
+             p->status == FK_PAY_SUCCEEDED ? "succeeded" : "declined");
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, c->keys->stream);
+    fk_args_str(&a, skey);
+    fk_args_str(&a, c->keys->stats);
+    fk_args_str(&a, minute);
+    fk_args_str(&a, c->keys->review);
+    fk_args_str(&a, c->keys->notify);
+    fk_args_str(&a, c->keys->retry);
+    fk_args_str(&a, c->keys->group);
+    fk_args_str(&a, j->entry_id);
+    fk_args_str(&a, p->order_id);
+    fk_args_str(&a, j->pay_status);
+    fk_args_str(&a, p->payment_id);
+    fk_args_ll(&a, c->cfg->payment_ttl_s);
+    fk_args_ll(&a, c->cfg->retention_s);
+    fk_args_str(&a, fk_state_message(FK_ST_COMPLETED));
+    fk_args_str(&a, mdecl);
+    fk_args_str(&a, mlate);
+    fk_args_str(&a, c->notify ? "1" : "0");
+    fk_args_str(&a, mnoresv);
+    int rc = fk_script_call(c->redis, FK_LUA_PAYMENT, 8, &a, on_payment, j);
+    if (rc) send_failed(j, rc, "payment");
+}
+
+/* A payment needs its order's stock key (to release codes on a decline),
+ * and that needs the SKU from the record: read it, then run payment.lua.
+ * A record changing SKU in between is impossible (the SKU never changes). */
+typedef struct pay_ctx {
+    fk_job *j;
+    fk_payment p;
+} pay_ctx;
+
+static void on_sku(fk_redis *r, redisReply *reply, void *arg) {
+    pay_ctx *pc = arg;
+    fk_job *j = pc->j;
+    char skey[FK_KEY_MAX] = "";
+    (void)r;
+    int rc = fk_redis_reply_err(reply, NULL, 0);
+    if (rc) {
+        free(pc);
+        send_failed(j, rc, "payment sku lookup");
+        return;
+    }
+    if (reply->type == REDIS_REPLY_STRING)
+        fk_key_stock(j->ctx->keys, reply->str, skey, sizeof(skey));
+    else /* no record yet: any key name will do, nothing is released */
+        fk_key_stock(j->ctx->keys, "", skey, sizeof(skey));
+    fk_payment p = pc->p;
+    free(pc);
+    payment(j, &p, skey);
+}
+
+static void payment_with_sku(fk_job *j, const fk_payment *p) {
+    char okey[FK_KEY_MAX];
+    pay_ctx *pc = malloc(sizeof(*pc));
+    if (!pc) {
+        send_failed(j, FK_ENOMEM, "payment");
+        return;
+    }
+    pc->j = j;
+    pc->p = *p;
+    fk_key_order(j->ctx->keys, p->order_id, okey, sizeof(okey));
+    int rc = fk_redis_command(j->ctx->redis, on_sku, pc, "HGET %s sku", okey);
+    if (rc) {
+        free(pc);
+        send_failed(j, rc, "payment sku lookup");
+    }
+}
+
+/* ---- entry dispatch ----------------------------------------------------- */
+
+fk_job *fk_job_new(fk_ctx *ctx, const char *id, size_t idlen, const char *kind, size_t klen,
+                   const char *val, size_t vlen, int nfields) {
+    fk_job *j = calloc(1, sizeof(*j));
+    if (!j) return NULL;
+    j->val = malloc(vlen + 1);
+    if (!j->val) {
+        free(j);
+        return NULL;
+    }
+    memcpy(j->val, val, vlen);
+    j->val[vlen] = '\0';
+    j->val_len = vlen;
+    j->ctx = ctx;
+    j->nfields = nfields;
+    snprintf(j->entry_id, sizeof(j->entry_id), "%.*s", (int)(idlen < 47 ? idlen : 47), id);
+    /* Kind names are short; a long or binary one is kept cut for the
+     * dead-letter record, and cannot match a known kind anyway. */
+    size_t kl = klen < sizeof(j->kind) - 1 ? klen : sizeof(j->kind) - 1;
+    for (size_t i = 0; i < kl; i++) {
+        unsigned char ch = (unsigned char)kind[i];
+        j->kind[i] = (ch > ' ' && ch < 0x7f) ? (char)ch : '?';
+    }
+    if (klen >= sizeof(j->kind)) j->kind[sizeof(j->kind) - 2] = '~';
+    snprintf(j->charge, sizeof(j->charge), "none");
+    return j;
+}
+
+void fk_job_free(fk_job *j) {
+    if (!j) return;
+    free(j->val);
+    free(j);
+}
+
+void fk_job_start(fk_job *j) {
+    char err[256], id[FK_ORDER_ID_MAX + 1];
+    err[0] = id[0] = '\0';
+    if (j->nfields != 1) {
+        snprintf(err, sizeof(err), "entry must have exactly one field, it has %d", j->nfields);
+        dead_letter(j, err, NULL);
+        return;
+    }
+    if (strcmp(j->kind, "order") == 0) {
+        if (fk_order_decode(j->val, j->val_len, &j->o, err, sizeof(err), id) != 0) {
+            dead_letter(j, err, id[0] ? id : NULL);
+            return;
+        }
+        accept_order(j);
+    } else if (strcmp(j->kind, "payment") == 0) {
+        fk_payment p;
+        if (fk_payment_decode(j->val, j->val_len, &p, err, sizeof(err), id) != 0) {
+            dead_letter(j, err, NULL); /* a bad payment never fails its order */
+            return;
+        }
+        snprintf(j->o.order_id, sizeof(j->o.order_id), "%s", p.order_id);
+        payment_with_sku(j, &p);
+    } else if (strcmp(j->kind, "retry") == 0) {
+        if (!fk_order_id_valid(j->val)) {
+            dead_letter(j, "retry entry does not name a valid order_id", NULL);
+            return;
+        }
+        snprintf(j->o.order_id, sizeof(j->o.order_id), "%s", j->val);
+        resume(j);
+    } else {
+        snprintf(err, sizeof(err), "unknown entry kind '%s' (expected order or payment)",
+                 j->kind);
+        dead_letter(j, err, NULL);
+    }
+}
