@@ -747,14 +747,24 @@ void fk_job_start(fk_job *j) {
         return;
     }
     if (strcmp(j->kind, "order") == 0) {
-        if (fk_order_decode(j->val, j->val_len, &j->o, err, sizeof(err), id) != 0) {
+        int rc = fk_order_decode(j->val, j->val_len, &j->o, err, sizeof(err), id);
+        if (rc == FK_ENOMEM) { /* says nothing about the entry: try later */
+            send_failed(j, rc, "decode");
+            return;
+        }
+        if (rc) {
             dead_letter(j, err, id[0] ? id : NULL);
             return;
         }
         accept_order(j);
     } else if (strcmp(j->kind, "payment") == 0) {
         fk_payment p;
-        if (fk_payment_decode(j->val, j->val_len, &p, err, sizeof(err), id) != 0) {
+        int rc = fk_payment_decode(j->val, j->val_len, &p, err, sizeof(err), id);
+        if (rc == FK_ENOMEM) {
+            send_failed(j, rc, "decode");
+            return;
+        }
+        if (rc) {
             dead_letter(j, err, NULL); /* a bad payment never fails its order */
             return;
         }
