@@ -1,0 +1,229 @@
+/* fleet.c -- produce and audit for fleet-level tests (see fleet.h). */
+#include "fleet.h"
+#include "harness.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const skus[FK_T_SKUS] = {"wow-60d", "steam-100", "psn-50", "xbox-25"};
+
+const char *fk_t_sku(int i) { return skus[i % FK_T_SKUS]; }
+
+long long fk_t_load_stock(redisContext *c, const char *prefix, long long per_sku) {
+    long long total = 0;
+    for (int s = 0; s < FK_T_SKUS; s++) {
+        for (long long i = 0; i < per_sku; i++)
+            redisAppendCommand(c, "RPUSH %s:stock:%s %s-c%lld", prefix, skus[s], skus[s], i);
+        for (long long i = 0; i < per_sku; i++) {
+            redisReply *r;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK) fk_t_fail("RPUSH failed");
+            freeReplyObject(r);
+        }
+        total += per_sku;
+    }
+    return total;
+}
+
+long long fk_t_produce(redisContext *c, const char *prefix, const char *idp, long long first,
+                       long long n) {
+    long long qty_total = 0;
+    const long long chunk = 500;
+    for (long long b = 0; b < n; b += chunk) {
+        long long m = n - b < chunk ? n - b : chunk;
+        for (long long k = first + b; k < first + b + m; k++) {
+            int qty = (int)(k % 3) + 1;
+            char json[512];
+            snprintf(json, sizeof(json),
+                     "{\"order_id\":\"%s%lld\",\"sku\":\"%s\",\"qty\":%d,\"amount\":%d,"
+                     "\"currency\":\"CNY\",\"buyer\":\"b%lld@example.com\"}",
+                     idp, k, skus[k % FK_T_SKUS], qty, 1000 * qty, k % 97);
+            redisAppendCommand(c, "XADD %s:orders * order %s", prefix, json);
+            qty_total += qty;
+        }
+        for (long long k = 0; k < m; k++) {
+            redisReply *r;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK) fk_t_fail("XADD failed");
+            if (r->type == REDIS_REPLY_ERROR) fk_t_fail("XADD: %s", r->str);
+            freeReplyObject(r);
+        }
+    }
+    return qty_total;
+}
+
+const char *fk_t_produce_garbage(redisContext *c, const char *prefix, long long i) {
+    char key[128];
+    snprintf(key, sizeof(key), "%s:orders", prefix);
+    redisReply *r = NULL;
+    const char *label;
+    char buf[512];
+    switch (i % 14) {
+    case 0:
+        label = "bad json";
+        r = redisCommand(c, "XADD %s * order %s", key, "{\"order_id\":\"G1\",");
+        break;
+    case 1:
+        label = "missing sku";
+        snprintf(buf, sizeof(buf), "{\"order_id\":\"G%lld\",\"qty\":1,\"amount\":5}", i);
+        r = redisCommand(c, "XADD %s * order %s", key, buf);
+        break;
+    case 2:
+        label = "qty 0";
+        snprintf(buf, sizeof(buf),
+                 "{\"order_id\":\"G%lld\",\"sku\":\"wow-60d\",\"qty\":0,\"amount\":5}", i);
+        r = redisCommand(c, "XADD %s * order %s", key, buf);
+        break;
+    case 3:
+        label = "negative amount";
+        snprintf(buf, sizeof(buf),
+                 "{\"order_id\":\"G%lld\",\"sku\":\"wow-60d\",\"qty\":1,\"amount\":-5}", i);
+        r = redisCommand(c, "XADD %s * order %s", key, buf);
+        break;
+    case 4: {
+        label = "1 MiB value";
+        size_t n = 1024 * 1024;
+        char *big = malloc(n + 1);
+        if (!big) fk_t_fail("oom");
+        snprintf(big, n, "{\"order_id\":\"G%lld\",\"sku\":\"wow-60d\",\"qty\":1,\"buyer\":\"", i);
+        size_t l = strlen(big);
+        memset(big + l, 'x', n - l - 3);
+        memcpy(big + n - 3, "\"}", 3);
+        r = redisCommand(c, "XADD %s * order %b", key, big, n - 1);
+        free(big);
+        break;
+    }
+    case 5:
+        label = "invalid utf-8";
+        snprintf(buf, sizeof(buf),
+                 "{\"order_id\":\"G%lld\",\"sku\":\"wow\xff\xfe\",\"qty\":1,\"amount\":5}", i);
+        r = redisCommand(c, "XADD %s * order %s", key, buf);
+        break;
+    case 6:
+        label = "unknown kind";
+        r = redisCommand(c, "XADD %s * refund %s", key, "{\"order_id\":\"X\"}");
+        break;
+    case 7:
+        label = "qty as string";
+        snprintf(buf, sizeof(buf),
+                 "{\"order_id\":\"G%lld\",\"sku\":\"wow-60d\",\"qty\":\"2\",\"amount\":5}", i);
+        r = redisCommand(c, "XADD %s * order %s", key, buf);
+        break;
+    case 8:
+        label = "qty float";
+        snprintf(buf, sizeof(buf),
+                 "{\"order_id\":\"G%lld\",\"sku\":\"wow-60d\",\"qty\":1.5,\"amount\":5}", i);
+        r = redisCommand(c, "XADD %s * order %s", key, buf);
+        break;
+    case 9:
+        label = "not an object";
+        r = redisCommand(c, "XADD %s * order %s", key, "[1,2,3]");
+        break;
+    case 10:
+        label = "two fields";
+        r = redisCommand(c, "XADD %s * order %s order %s", key, "{}", "{}");
+        break;
+    case 11:
+        label = "bad order_id";
+        r = redisCommand(c, "XADD %s * order %s", key,
+                         "{\"order_id\":\"a b/c\",\"sku\":\"x\",\"qty\":1,\"amount\":1}");
+        break;
+    case 12:
+        label = "binary junk";
+        r = redisCommand(c, "XADD %s * order %b", key, "\x00\x01\x02\xff{", (size_t)5);
+        break;
+    default:
+        label = "empty value";
+        r = redisCommand(c, "XADD %s * order %s", key, "");
+        break;
+    }
+    if (!r || r->type == REDIS_REPLY_ERROR) fk_t_fail("garbage XADD failed");
+    freeReplyObject(r);
+    return label;
+}
+
+static int cmpstr(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+long long fk_t_stat(redisContext *c, const char *prefix, const char *field) {
+    long long v = fk_t_int(c, "HGET %s:stats %s", prefix, field);
+    return v < 0 ? 0 : v;
+}
+
+void fk_t_audit_run(redisContext *c, const char *prefix, const char *idp, long long first,
+                    long long n, fk_t_audit *a) {
+    memset(a, 0, sizeof(*a));
+    size_t cap = 1024, cnt = 0;
+    char **codes = malloc(cap * sizeof(*codes));
+    if (!codes) fk_t_fail("oom");
+#define ADD_CODE(s)                                                                  \
+    do {                                                                             \
+        if (cnt == cap) {                                                            \
+            cap *= 2;                                                                \
+            codes = realloc(codes, cap * sizeof(*codes));                            \
+            if (!codes) fk_t_fail("oom");                                            \
+        }                                                                            \
+        codes[cnt++] = strdup(s);                                                    \
+    } while (0)
+    for (long long k = first; k < first + n; k++)
+        redisAppendCommand(c, "HMGET %s:order:%s%lld state qty codes resv", prefix, idp, k);
+    for (long long k = first; k < first + n; k++) {
+        redisReply *r;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) fk_t_fail("HMGET failed");
+        const char *st = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : NULL;
+        if (!st) {
+            a->missing++;
+            freeReplyObject(r);
+            continue;
+        }
+        a->orders++;
+        if (!strcmp(st, "completed")) a->completed++;
+        else if (!strcmp(st, "failed")) a->failed++;
+        else if (!strcmp(st, "expired")) a->expired++;
+        else if (!strcmp(st, "manual_review")) a->review++;
+        else if (!strcmp(st, "processing")) a->processing++;
+        else if (!strcmp(st, "pending_payment")) a->pending_payment++;
+        for (int f = 2; f <= 3; f++) {
+            if (r->element[f]->type != REDIS_REPLY_STRING) continue;
+            cJSON *arr = cJSON_Parse(r->element[f]->str);
+            int m = cJSON_GetArraySize(arr);
+            for (int i = 0; i < m; i++) {
+                cJSON *it = cJSON_GetArrayItem(arr, i);
+                if (cJSON_IsString(it)) ADD_CODE(it->valuestring);
+            }
+            if (f == 2) {
+                a->codes_delivered += m;
+                if (!strcmp(st, "completed") && m != atoi(r->element[1]->str)) a->qty_mismatch++;
+            } else {
+                a->reserved += m;
+            }
+            cJSON_Delete(arr);
+        }
+        freeReplyObject(r);
+    }
+    for (int s = 0; s < FK_T_SKUS; s++) {
+        redisReply *r = fk_t_cmd(c, "LRANGE %s:stock:%s 0 -1", prefix, skus[s]);
+        for (size_t i = 0; i < r->elements; i++) ADD_CODE(r->element[i]->str);
+        a->stock_left += (long long)r->elements;
+        freeReplyObject(r);
+    }
+#undef ADD_CODE
+    qsort(codes, cnt, sizeof(*codes), cmpstr);
+    for (size_t i = 1; i < cnt; i++)
+        if (strcmp(codes[i], codes[i - 1]) == 0) a->dup_codes++;
+    for (size_t i = 0; i < cnt; i++) free(codes[i]);
+    free(codes);
+}
+
+void fk_t_audit_print(const char *title, const fk_t_audit *a) {
+    fprintf(stderr,
+            "# %s\n"
+            "#   records %lld (missing %lld): completed %lld, failed %lld, expired %lld, "
+            "manual_review %lld, processing %lld, pending_payment %lld\n"
+            "#   codes delivered %lld, reserved %lld, left in stock %lld; duplicate codes "
+            "%lld; qty mismatches %lld\n",
+            title, a->orders, a->missing, a->completed, a->failed, a->expired, a->review,
+            a->processing, a->pending_payment, a->codes_delivered, a->reserved, a->stock_left,
+            a->dup_codes, a->qty_mismatch);
+}
