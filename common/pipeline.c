@@ -167,6 +167,7 @@ static void transition(fk_job *j, const tr *t) {
     fk_args_str(&a, c->keys->stats);
     fk_args_str(&a, minute);
     fk_args_str(&a, c->keys->notify);
+    fk_args_str(&a, c->keys->active);
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, t->ack ? j->entry_id : "");
     fk_args_str(&a, j->fence);
@@ -183,6 +184,8 @@ static void transition(fk_job *j, const tr *t) {
     fk_args_ll(&a, c->cfg->lease_ms);
     fk_args_str(&a, "");
     fk_args_str(&a, "");
+    fk_args_ll(&a, c->cfg->order_ttl_s * 1000);
+    fk_args_ll(&a, c->cfg->payment_ttl_s * 1000);
     tr_call *tc = malloc(sizeof(*tc));
     if (!tc) {
         send_failed(j, FK_ENOMEM, "transition");
@@ -191,7 +194,7 @@ static void transition(fk_job *j, const tr *t) {
     tc->j = j;
     tc->to = t->to;
     if (t->charge) snprintf(j->charge, sizeof(j->charge), "%s", t->charge);
-    int rc = fk_script_call(c->redis, FK_LUA_TRANSITION, 8, &a, on_transition, tc);
+    int rc = fk_script_call(c->redis, FK_LUA_TRANSITION, 9, &a, on_transition, tc);
     if (rc) {
         free(tc);
         send_failed(j, rc, "transition");
@@ -565,6 +568,7 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, minute);
     fk_args_str(&a, c->keys->retry);
     fk_args_str(&a, c->keys->notify);
+    fk_args_str(&a, c->keys->active);
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, j->entry_id);
     fk_args_str(&a, j->o.order_id);
@@ -582,7 +586,8 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, fk_state_message(FK_ST_COMPLETED));
     fk_args_str(&a, moos);
     fk_args_str(&a, c->notify ? "1" : "0");
-    int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, 8, &a, on_accept, j);
+    fk_args_ll(&a, c->cfg->order_ttl_s * 1000);
+    int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, 9, &a, on_accept, j);
     if (rc) send_failed(j, rc, "accept");
 }
 
@@ -594,7 +599,8 @@ static void on_resume(fk_redis *r, redisReply *reply, void *arg) {
     on_take(j, reply, st);
 }
 
-static void resume(fk_job *j) {
+/* due: the retry's due time from the entry ('' for other entries). */
+static void resume(fk_job *j, const char *due) {
     const fk_ctx *c = j->ctx;
     char okey[FK_KEY_MAX];
     fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
@@ -607,6 +613,7 @@ static void resume(fk_job *j) {
     fk_args_str(&a, j->entry_id);
     fk_args_str(&a, j->o.order_id);
     fk_args_ll(&a, c->cfg->lease_ms);
+    fk_args_str(&a, due);
     int rc = fk_script_call(c->redis, FK_LUA_RESUME, 3, &a, on_resume, j);
     if (rc) send_failed(j, rc, "resume");
 }
@@ -642,6 +649,7 @@ static void payment(fk_job *j, const fk_payment *p, const char *skey) {
     fk_args_str(&a, c->keys->review);
     fk_args_str(&a, c->keys->notify);
     fk_args_str(&a, c->keys->retry);
+    fk_args_str(&a, c->keys->active);
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, j->entry_id);
     fk_args_str(&a, p->order_id);
@@ -654,7 +662,7 @@ static void payment(fk_job *j, const fk_payment *p, const char *skey) {
     fk_args_str(&a, mlate);
     fk_args_str(&a, c->notify ? "1" : "0");
     fk_args_str(&a, mnoresv);
-    int rc = fk_script_call(c->redis, FK_LUA_PAYMENT, 8, &a, on_payment, j);
+    int rc = fk_script_call(c->redis, FK_LUA_PAYMENT, 9, &a, on_payment, j);
     if (rc) send_failed(j, rc, "payment");
 }
 
@@ -771,12 +779,21 @@ void fk_job_start(fk_job *j) {
         snprintf(j->o.order_id, sizeof(j->o.order_id), "%s", p.order_id);
         payment_with_sku(j, &p);
     } else if (strcmp(j->kind, "retry") == 0) {
-        if (!fk_order_id_valid(j->val)) {
-            dead_letter(j, "retry entry does not name a valid order_id", NULL);
+        /* "{order_id}@{due ms}" from the promoter; a bare id is accepted */
+        char *at = strchr(j->val, '@');
+        const char *due = "";
+        if (at) {
+            *at = '\0';
+            due = at + 1;
+        }
+        int due_ok = due[0] == '\0' || strspn(due, "0123456789") == strlen(due);
+        if (!fk_order_id_valid(j->val) || !due_ok || strlen(due) > 18) {
+            if (at) *at = '@';
+            dead_letter(j, "retry entry must be {order_id}@{due ms}", NULL);
             return;
         }
         snprintf(j->o.order_id, sizeof(j->o.order_id), "%s", j->val);
-        resume(j);
+        resume(j, due);
     } else {
         snprintf(err, sizeof(err), "unknown entry kind '%s' (expected order or payment)",
                  j->kind);

@@ -20,7 +20,9 @@
     X(FK_LUA_DEAD, "dead")                                                   \
     X(FK_LUA_PROMOTE, "promote")                                             \
     X(FK_LUA_RECLAIM, "reclaim")                                             \
-    X(FK_LUA_PAYMENT, "payment")
+    X(FK_LUA_PAYMENT, "payment")                                             \
+    X(FK_LUA_NOTIFY_CLAIM, "notify_claim")                                   \
+    X(FK_LUA_NOTIFY_DONE, "notify_done")
 
 enum fk_script_id {
 #define FK_LUA_ENUM(sym, name) sym,

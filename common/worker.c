@@ -6,6 +6,7 @@
 #include "http.h"
 #include "keys.h"
 #include "log.h"
+#include "notify.h"
 #include "pipeline.h"
 #include "redis.h"
 #include "scripts.h"
@@ -26,6 +27,7 @@ typedef struct fk_worker {
     fk_redis *cmd; /* everything else */
     fk_http *http;
     fk_gateway *gw;
+    fk_notifier *notifier;
     fk_ctx ctx;
 
     fk_job *jobs; /* in flight */
@@ -364,6 +366,11 @@ static void shutdown_all(fk_worker *w) {
     close_handle(w, (uv_handle_t *)&w->duty_timer);
     close_handle(w, (uv_handle_t *)&w->sigterm);
     close_handle(w, (uv_handle_t *)&w->sigint);
+    if (w->notifier) {
+        w->closing++;
+        fk_notifier_close(w->notifier, on_redis_closed, w);
+        w->notifier = NULL;
+    }
     if (w->gw) {
         fk_gateway_free(w->gw);
         w->gw = NULL;
@@ -373,9 +380,14 @@ static void shutdown_all(fk_worker *w) {
         fk_http_close(w->http, on_http_closed, w);
         w->http = NULL;
     }
-    w->closing += 2;
-    fk_redis_close(w->rd, on_redis_closed, w);
-    fk_redis_close(w->cmd, on_redis_closed, w);
+    if (w->rd) {
+        w->closing++;
+        fk_redis_close(w->rd, on_redis_closed, w);
+    }
+    if (w->cmd) {
+        w->closing++;
+        fk_redis_close(w->cmd, on_redis_closed, w);
+    }
     w->rd = w->cmd = NULL;
 }
 
@@ -395,10 +407,49 @@ static void on_signal(uv_signal_t *s, int signum) {
     if (w->inflight == 0 && !w->reading) shutdown_all(w);
 }
 
+/* Set up clients and connections; 0 or an exit status (3). */
+static int setup(fk_worker *w) {
+    const fk_config *cfg = &w->cfg;
+    int use_gateway = strcmp(cfg->gateway_url, "none") != 0;
+    int rc = 0;
+    if (use_gateway || w->ctx.notify) {
+        fk_http_options ho = {cfg->http_connect_timeout_ms, cfg->http_timeout_ms,
+                              (int)cfg->http_max, 1};
+        rc = fk_http_init(&w->http, &w->loop, &ho);
+        if (!rc && use_gateway) rc = fk_gateway_init(&w->gw, w->http, cfg->gateway_url);
+        if (rc) {
+            fk_error("worker.http", NULL, "cannot set up the HTTP client: %s", fk_strerror(rc));
+            return 3;
+        }
+        w->ctx.gateway = w->gw;
+    }
+    char cname[160];
+    snprintf(cname, sizeof(cname), "faka-worker:%s", cfg->worker_id);
+    fk_redis_options ro = {"read", cname, cfg->redis_timeout_ms,
+                           cfg->block_ms + cfg->redis_timeout_ms, 0, 100, 2000};
+    fk_redis_options co = {"cmd", cname, cfg->redis_timeout_ms, cfg->redis_timeout_ms,
+                           1000, 100, 2000};
+    if (fk_redis_open(&w->rd, &w->loop, &w->target, &ro, on_redis_event, w) ||
+        fk_redis_open(&w->cmd, &w->loop, &w->target, &co, on_redis_event, w)) {
+        fk_error("worker.redis", NULL, "out of memory opening connections");
+        return 3;
+    }
+    w->ctx.redis = w->cmd;
+    if (w->ctx.notify) {
+        rc = fk_notifier_init(&w->notifier, &w->loop, &w->cfg, &w->keys, w->cmd, w->http);
+        if (rc) {
+            fk_error("worker.webhook", NULL, "cannot set up the webhook: %s", fk_strerror(rc));
+            return 3;
+        }
+        fk_notifier_start(w->notifier, 50);
+    }
+    return 0;
+}
+
 int fk_worker_run(const fk_config *cfg) {
     fk_worker *w = calloc(1, sizeof(*w));
     char err[256];
-    if (!w) return 1;
+    if (!w) return 3;
     w->cfg = *cfg;
     fk_keys_init(&w->keys, cfg->prefix);
     if (fk_redis_url_parse(cfg->redis_url, &w->target, err, sizeof(err))) {
@@ -413,46 +464,27 @@ int fk_worker_run(const fk_config *cfg) {
     w->ctx.notify = cfg->webhook_url[0] != '\0';
     w->ctx.job_done = job_done;
     w->ctx.arg = w;
-
-    if (strcmp(cfg->gateway_url, "none") != 0) {
-        fk_http_options ho = {cfg->http_connect_timeout_ms, cfg->http_timeout_ms,
-                              (int)cfg->http_max, 1};
-        int rc = fk_http_init(&w->http, &w->loop, &ho);
-        if (!rc) rc = fk_gateway_init(&w->gw, w->http, cfg->gateway_url);
-        if (rc) {
-            fk_error("worker.gateway", NULL, "cannot set up the gateway client: %s",
-                     fk_strerror(rc));
-            return 3;
-        }
-        w->ctx.gateway = w->gw;
-    }
-
-    char cname[160];
-    snprintf(cname, sizeof(cname), "faka-worker:%s", cfg->worker_id);
-    fk_redis_options ro = {"read", cname, cfg->redis_timeout_ms,
-                           cfg->block_ms + cfg->redis_timeout_ms, 0, 100, 2000};
-    fk_redis_options co = {"cmd", cname, cfg->redis_timeout_ms, cfg->redis_timeout_ms,
-                           1000, 100, 2000};
-    fk_redis_open(&w->rd, &w->loop, &w->target, &ro, on_redis_event, w);
-    fk_redis_open(&w->cmd, &w->loop, &w->target, &co, on_redis_event, w);
-    w->ctx.redis = w->cmd;
-
     uv_timer_init(&w->loop, &w->promote_timer);
     uv_timer_init(&w->loop, &w->duty_timer);
-    w->promote_timer.data = w->duty_timer.data = w;
-    uv_timer_start(&w->promote_timer, on_promote_tick, (uint64_t)cfg->promote_ms,
-                   (uint64_t)cfg->promote_ms);
-    uv_timer_start(&w->duty_timer, on_duty, 100, 100);
     uv_signal_init(&w->loop, &w->sigterm);
     uv_signal_init(&w->loop, &w->sigint);
-    w->sigterm.data = w->sigint.data = w;
-    uv_signal_start(&w->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&w->sigint, on_signal, SIGINT);
+    w->promote_timer.data = w->duty_timer.data = w->sigterm.data = w->sigint.data = w;
 
-    fk_info("worker.start", NULL,
-            "consumer %s on %s:%d prefix=%s gateway=%s concurrency=%lld lease=%lldms",
-            cfg->worker_id, w->target.host, w->target.port, cfg->prefix, cfg->gateway_url,
-            cfg->concurrency, cfg->lease_ms);
+    int rc = setup(w);
+    if (rc) {
+        w->exit_code = rc;
+        shutdown_all(w);
+    } else {
+        uv_timer_start(&w->promote_timer, on_promote_tick, (uint64_t)cfg->promote_ms,
+                       (uint64_t)cfg->promote_ms);
+        uv_timer_start(&w->duty_timer, on_duty, 100, 100);
+        uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&w->sigint, on_signal, SIGINT);
+        fk_info("worker.start", NULL,
+                "consumer %s on %s:%d prefix=%s gateway=%s concurrency=%lld lease=%lldms",
+                cfg->worker_id, w->target.host, w->target.port, cfg->prefix, cfg->gateway_url,
+                cfg->concurrency, cfg->lease_ms);
+    }
     uv_run(&w->loop, UV_RUN_DEFAULT);
     int code = w->exit_code;
     int lc = uv_loop_close(&w->loop);

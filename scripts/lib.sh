@@ -8,7 +8,7 @@ FK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FK_BUILD_PKGS="gcc pkg-config meson ninja-build libhiredis-dev libuv1-dev libcjson-dev
   libcurl4-openssl-dev libssl-dev libcmocka-dev libhttp-parser-dev"
 FK_RUN_PKGS="redis-server redis-tools curl ca-certificates"
-FK_TEST_PKGS="valgrind"
+FK_TEST_PKGS="valgrind openssl"
 
 fk_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 fk_die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -2,16 +2,21 @@
 -- idempotency key (SET NX EX), the order record and the stock reservation;
 -- with the gateway off ('paid' mode) also delivery and the ack. A crash
 -- never leaves a key without its order or codes without their order.
+-- Transitions (checked against state.c by tests/unit/test_state.c):
+--   none -> processing (a new order; a payment stub has no state yet)
+--   processing -> failed/out_of_stock (not enough stock, in the same call)
+--   processing -> completed ('paid' mode, in the same call)
 -- KEYS: 1 order hash, 2 idem key, 3 stock list, 4 orders stream, 5 stats,
---       6 stats minute, 7 retry zset, 8 notify zset
+--       6 stats minute, 7 retry zset, 8 notify zset, 9 active zset
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 idempotency key, 5 sku, 6 qty,
 --       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge',
 --       12 lease ms, 13 retention s, 14 msg processing, 15 msg completed,
---       16 msg out of stock, 17 '1' to queue the shop webhook on delivery
+--       16 msg out of stock, 17 '1' to queue the shop webhook on delivery,
+--       18 order ttl ms (deadline in the active zset)
 -- Returns {'dup', owner} | {'conflict', state} | {'completed', codes} |
 --         {'failed', reason} | fk_take's answers | fk_work's answer
-local okey, ikey, skey, stream, stats, minute, rkey, nkey =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local group, entry, oid = ARGV[1], ARGV[2], ARGV[3]
 local qty = tonumber(ARGV[6])
 local now = fk_now()
@@ -57,4 +62,5 @@ end
 
 redis.call('HSET', okey, 'resv', codes, 'charge', 'none',
   'lease_until', now + tonumber(ARGV[12]), 'lease_entry', entry)
+redis.call('ZADD', akey, now + tonumber(ARGV[18]), oid)
 return fk_work(okey)

@@ -2,6 +2,8 @@
 -- the dead stream with the error, mark its order failed/invalid_order when
 -- the id could be read and no record exists yet (an existing order is never
 -- touched by garbage that names it), count it, acknowledge it.
+-- Transitions (checked against state.c by tests/unit/test_state.c):
+--   none -> failed/invalid_order (only when no record exists)
 -- KEYS: 1 orders stream, 2 dead stream, 3 stats, 4 stats minute,
 --       [5 order hash]
 -- ARGV: 1 group, 2 entry id, 3 raw (size-capped by the caller), 4 error,

@@ -2,6 +2,9 @@
 -- another order owns: record it as failed/duplicate (same sku, qty and
 -- amount) or failed/idempotency_conflict (different), pointing at the owner
 -- with duplicate_of, and acknowledge the entry.
+-- Transitions (checked against state.c by tests/unit/test_state.c):
+--   none -> failed/duplicate (same sku, qty and amount as the owner)
+--   none -> failed/idempotency_conflict (different)
 -- KEYS: 1 new order hash, 2 owner order hash, 3 orders stream, 4 stats,
 --       5 stats minute
 -- ARGV: 1 group, 2 entry id, 3 new order_id, 4 owner order_id, 5 sku, 6 qty,

@@ -5,18 +5,20 @@
 -- Transitions (checked against state.c by tests/unit/test_state.c):
 --   processing|pending_payment -> completed (succeeded, reservation held)
 --   processing|pending_payment -> failed/payment_declined (declined)
+--   processing|pending_payment -> manual_review/payment_unknown (succeeded,
+--     but no reservation to deliver)
 --   failed|expired -> manual_review/late_payment (succeeded too late)
 --   no record yet: the payment is kept on a stub that accept.lua merges.
 -- KEYS: 1 order hash, 2 orders stream, 3 stock list, 4 stats, 5 stats
---       minute, 6 review zset, 7 notify zset, 8 retry zset
+--       minute, 6 review zset, 7 notify zset, 8 retry zset, 9 active zset
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 'succeeded'|'declined',
 --       5 payment_id, 6 stub ttl s, 7 retention s, 8 msg completed,
 --       9 msg declined, 10 msg late payment, 11 '1' to queue the webhook,
 --       12 msg no reservation
 -- Returns {'stub'} | {'completed', codes} | {'failed'} | {'review'} |
 --         {'noop', state}
-local okey, stream, skey, stats, minute, vkey, nkey, rkey =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local okey, stream, skey, stats, minute, vkey, nkey, rkey, akey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local group, entry, oid, status, pid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local h = redis.call('HMGET', okey, 'state', 'resv')
 local st = h[1]
@@ -32,6 +34,7 @@ end
 if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
   redis.call('HINCRBY', okey, 'fence', 1)
   redis.call('ZREM', rkey, oid)
+  redis.call('ZREM', akey, oid) -- every branch below ends final
   redis.call('HSET', okey, 'pay_status', status, 'payment_id', pid, 'updated_at', now)
   local out
   if status == 'succeeded' and h[2] then
