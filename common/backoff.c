@@ -1,6 +1,7 @@
 /* backoff.c -- full-jitter backoff and a small fast RNG (see backoff.h). */
 #include "backoff.h"
 
+#include <limits.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,7 +46,11 @@ long long fk_backoff_ceiling(int attempt, long long base_ms, long long cap_ms) {
     if (base_ms <= 0 || cap_ms <= 0) return 0;
     if (attempt < 0) attempt = 0;
     long long c = base_ms;
-    for (int i = 0; i < attempt && c < cap_ms; i++) c *= 2; /* stops before overflow */
+    for (int i = 0; i < attempt && c < cap_ms; i++) {
+        /* 2c would overflow, and is above any cap: the cap it is */
+        if (c > LLONG_MAX / 2) return cap_ms;
+        c *= 2;
+    }
     return c < cap_ms ? c : cap_ms;
 }
 

@@ -80,6 +80,10 @@ static void put_value(char *buf, size_t *len, size_t cap, const char *src) {
     buf[(*len)++] = '"';
 }
 
+/* Output bytes allowed for worker, event and order each (a worker id of 127
+ * characters, all escaped, fits). */
+#define FIELD_ROOM 600
+
 void fk_log_emit(int level, const char *event, const char *order_id,
                  const char *fmt, ...) {
     char msg[2048];
@@ -100,14 +104,16 @@ void fk_log_emit(int level, const char *event, const char *order_id,
                             ".%03ldZ level=%s comp=%s worker=", (long)(tv.tv_usec / 1000),
                             level_names[level < 0 ? 0 : level > 3 ? 3 : level],
                             log_component);
-    put_value(line, &len, sizeof(line), log_worker);
+    /* Each field before msg gets a bounded share of the line, so a garbage
+     * order id or event can neither overrun the line nor crowd out msg. */
+    put_value(line, &len, len + FIELD_ROOM, log_worker);
     memcpy(line + len, " event=", 7);
     len += 7;
-    put_value(line, &len, sizeof(line), event ? event : "-");
+    put_value(line, &len, len + FIELD_ROOM, event ? event : "-");
     if (order_id) {
         memcpy(line + len, " order=", 7);
         len += 7;
-        put_value(line, &len, sizeof(line), order_id);
+        put_value(line, &len, len + FIELD_ROOM, order_id);
     }
     memcpy(line + len, " msg=", 5);
     len += 5;

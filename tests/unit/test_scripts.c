@@ -1,0 +1,1195 @@
+/* test_scripts.c -- unit tests of common/scripts.c and contract tests of the
+ * Lua scripts in common/lua/, through fk_script_call on a real redis-server
+ * (harness) and a real uv loop:
+ *  - the registry: every script built, its SHA1 equal to the server's
+ *    SCRIPT LOAD of its text (so every text compiles), the generated prelude
+ *    naming every state and reason of state.h with working Lua values;
+ *  - NOSCRIPT after SCRIPT FLUSH is invisible to the caller; fk_args keeps
+ *    binary data and numbers exact, and aborts past FK_ARGS_MAX;
+ *  - transition.lua: stale fence / wrong `from` changes nothing; ops L, D,
+ *    R, A, K, V, N do what its header says;
+ *  - promote.lua: only due ids move, never twice, the next wait is right;
+ *  - dead.lua: an existing order is never overwritten, a settled entry is
+ *    'gone';
+ *  - accept.lua: paid-mode completion, out of stock, duplicate key,
+ *    conflicting parameters, resume, charge mode and leases.
+ * Keys are built with common/keys.h under a test prefix. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "err.h"
+#include "harness.h"
+#include "keys.h"
+#include "log.h"
+#include "redis.h"
+#include "scripts.h"
+#include "state.h"
+
+#define PREFIX "fkt"
+#define GROUP "workers"
+#define ORDER_TTL_MS 1800000LL  /* deadlines the scripts put in the active zset */
+#define PAYMENT_TTL_MS 900000LL
+
+/* ---- the group fixture: one server, one loop, one async and one sync client ---- */
+
+static fk_t_redis g_srv;
+static uv_loop_t g_loop;
+static fk_redis *g_r;
+static redisContext *g_c;
+static fk_keys g_k;
+static int g_up;
+
+static void on_event(fk_redis *r, int event, void *arg) {
+    (void)arg;
+    if (event == FK_REDIS_UP) {
+        g_up = 1;
+        fk_scripts_load(r);
+    } else {
+        g_up = 0;
+    }
+}
+
+typedef int (*cond_fn)(void *arg);
+typedef struct waiter {
+    cond_fn cond;
+    void *arg;
+    uint64_t deadline;
+    int result;
+} waiter;
+
+static void on_poll(uv_timer_t *t) {
+    waiter *w = t->data;
+    if (w->cond && w->cond(w->arg)) {
+        w->result = 1;
+        uv_stop(t->loop);
+    } else if (uv_now(t->loop) >= w->deadline) {
+        uv_stop(t->loop);
+    }
+}
+
+static int run_until(cond_fn cond, void *arg, long timeout_ms) {
+    uv_timer_t t;
+    waiter w = {cond, arg, 0, 0};
+    uv_update_time(&g_loop);
+    w.deadline = uv_now(&g_loop) + (uint64_t)timeout_ms;
+    if (cond && cond(arg)) return 1;
+    uv_timer_init(&g_loop, &t);
+    t.data = &w;
+    uv_timer_start(&t, on_poll, 1, 1);
+    uv_run(&g_loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&g_loop, UV_RUN_NOWAIT);
+    return w.result;
+}
+
+static int is_up(void *arg) {
+    (void)arg;
+    return g_up;
+}
+
+static int group_setup(void **state) {
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    fk_log_init("test_scripts", "t", FK_LOG_INFO);
+    if (fk_scripts_init() != 0) fail_msg("fk_scripts_init failed");
+    fk_t_redis_start(&g_srv, 0);
+    g_c = fk_t_connect(&g_srv);
+    fk_keys_init(&g_k, PREFIX);
+    if (uv_loop_init(&g_loop) != 0) return -1;
+    fk_redis_target t;
+    char err[256];
+    if (fk_redis_url_parse(g_srv.url, &t, err, sizeof(err)) != 0) return -1;
+    fk_redis_options o;
+    memset(&o, 0, sizeof(o));
+    o.name = "scripts";
+    o.connect_timeout_ms = 2000;
+    o.reply_timeout_ms = 5000;
+    o.backoff_min_ms = 50;
+    o.backoff_max_ms = 300;
+    if (fk_redis_open(&g_r, &g_loop, &t, &o, on_event, NULL) != 0) return -1;
+    if (!run_until(is_up, NULL, 5000)) return -1;
+    return 0;
+}
+
+static void on_closed(void *arg) { (*(int *)arg)++; }
+static int flag_set(void *arg) { return *(int *)arg != 0; }
+
+static int group_teardown(void **state) {
+    (void)state;
+    int done = 0;
+    fk_redis_close(g_r, on_closed, &done);
+    run_until(flag_set, &done, 2000);
+    for (int i = 0; i < 10; i++) uv_run(&g_loop, UV_RUN_NOWAIT);
+    int alive = uv_loop_alive(&g_loop);
+    int closed = uv_loop_close(&g_loop);
+    redisFree(g_c);
+    fk_t_redis_stop(&g_srv);
+    fk_scripts_free();
+    if (done != 1 || alive || closed != 0) {
+        fprintf(stderr, "loop did not close cleanly (done %d alive %d close %d)\n", done, alive,
+                closed);
+        return -1;
+    }
+    return 0;
+}
+
+/* Every test starts from an empty database. */
+static int flush(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "FLUSHALL"));
+    return 0;
+}
+
+/* ---- calling scripts -------------------------------------------------------- */
+
+/* A reply as text: strings quoted, integers bare, arrays in brackets. */
+static void render(const redisReply *r, char *buf, size_t cap, size_t *n) {
+#define PUT(...)                                                           \
+    do {                                                                   \
+        if (*n < cap) *n += (size_t)snprintf(buf + *n, cap - *n, __VA_ARGS__); \
+    } while (0)
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        PUT("'%.*s'", (int)r->len, r->str);
+        break;
+    case REDIS_REPLY_ERROR:
+        PUT("ERR(%.*s)", (int)r->len, r->str);
+        break;
+    case REDIS_REPLY_INTEGER:
+        PUT("%lld", r->integer);
+        break;
+    case REDIS_REPLY_NIL:
+        PUT("nil");
+        break;
+    case REDIS_REPLY_ARRAY:
+        PUT("[");
+        for (size_t i = 0; i < r->elements; i++) {
+            if (i) PUT(",");
+            render(r->element[i], buf, cap, n);
+        }
+        PUT("]");
+        break;
+    default:
+        PUT("?%d", r->type);
+    }
+#undef PUT
+}
+
+typedef struct result {
+    int calls, nulls;
+    char text[16384];
+} result;
+
+static void on_result(fk_redis *r, redisReply *reply, void *arg) {
+    result *res = arg;
+    (void)r;
+    res->calls++;
+    if (!reply) {
+        res->nulls++;
+        snprintf(res->text, sizeof(res->text), "NULL");
+        return;
+    }
+    size_t n = 0;
+    render(reply, res->text, sizeof(res->text), &n);
+}
+
+static int res_called(void *arg) { return ((result *)arg)->calls > 0; }
+
+static char g_out[16384];
+
+/* fk_script_call and wait; the rendered reply (valid until the next call). */
+static const char *call(int id, int nkeys, const fk_args *a) {
+    result res;
+    memset(&res, 0, sizeof(res));
+    int rc = fk_script_call(g_r, id, nkeys, a, on_result, &res);
+    if (rc != 0) fail_msg("fk_script_call(%s): %d", fk_script_name(id), rc);
+    if (res.calls != 0) fail_msg("callback ran inside fk_script_call");
+    if (!run_until(res_called, &res, 5000)) fail_msg("no reply from %s", fk_script_name(id));
+    run_until(NULL, NULL, 1);
+    assert_int_equal(res.calls, 1);
+    snprintf(g_out, sizeof(g_out), "%s", res.text);
+    return g_out;
+}
+
+/* ---- synchronous look-ups ------------------------------------------------------ */
+
+static char g_sbuf[8][4096];
+static int g_sidx;
+
+/* Reply of a command rendered as text. */
+static const char *q(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(g_c, fmt, ap);
+    va_end(ap);
+    if (!r) fail_msg("sync command failed: %s", g_c->errstr);
+    char *buf = g_sbuf[g_sidx++ % 8];
+    size_t n = 0;
+    render(r, buf, sizeof(g_sbuf[0]), &n);
+    freeReplyObject(r);
+    return buf;
+}
+
+static long long redis_now_ms(void) {
+    redisReply *r = fk_t_cmd(g_c, "TIME");
+    long long ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+static long long stat_of(const char *field) {
+    redisReply *r = fk_t_cmd(g_c, "HGET %s %s", g_k.stats, field);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The whole database as text: every key (sorted) with its type and DUMP. */
+static char *snapshot(void) {
+    redisReply *keys = fk_t_cmd(g_c, "KEYS *");
+    size_t cap = 1 << 20, n = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    out[0] = '\0';
+    /* sort the names */
+    for (size_t i = 0; i < keys->elements; i++)
+        for (size_t j = i + 1; j < keys->elements; j++)
+            if (strcmp(keys->element[i]->str, keys->element[j]->str) > 0) {
+                redisReply *t = keys->element[i];
+                keys->element[i] = keys->element[j];
+                keys->element[j] = t;
+            }
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        redisReply *d = fk_t_cmd(g_c, "DUMP %s", k);
+        n += (size_t)snprintf(out + n, cap - n, "%s=", k);
+        for (size_t b = 0; b < d->len && n + 3 < cap; b++)
+            n += (size_t)snprintf(out + n, cap - n, "%02x", (unsigned char)d->str[b]);
+        n += (size_t)snprintf(out + n, cap - n, ";");
+        freeReplyObject(d);
+    }
+    freeReplyObject(keys);
+    return out;
+}
+
+static void assert_unchanged(char *before) {
+    char *after = snapshot();
+    if (strcmp(before, after) != 0) {
+        print_error("before: %.2000s\nafter:  %.2000s\n", before, after);
+        free(before);
+        free(after);
+        fail_msg("the database changed");
+    }
+    free(before);
+    free(after);
+}
+
+/* Create the stream and group, add one entry and read it, so it is pending. */
+static void pending_entry(char *id, size_t len, const char *field, const char *value) {
+    redisReply *r = redisCommand(g_c, "XGROUP CREATE %s %s $ MKSTREAM", g_k.stream, GROUP);
+    freeReplyObject(r); /* BUSYGROUP when it exists: fine */
+    r = fk_t_cmd(g_c, "XADD %s * %s %s", g_k.stream, field, value);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    snprintf(id, len, "%s", r->str);
+    freeReplyObject(r);
+    r = fk_t_cmd(g_c, "XREADGROUP GROUP %s c1 COUNT 100 STREAMS %s >", GROUP, g_k.stream);
+    freeReplyObject(r);
+}
+
+static long long pending_count(void) {
+    redisReply *r = fk_t_cmd(g_c, "XPENDING %s %s", g_k.stream, GROUP);
+    long long n = r->type == REDIS_REPLY_ARRAY ? r->element[0]->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
+static char g_okey[FK_KEY_MAX], g_skey[FK_KEY_MAX], g_ikey[FK_KEY_MAX], g_minute[FK_KEY_MAX];
+
+static const char *okey(const char *oid) {
+    fk_key_order(&g_k, oid, g_okey, sizeof(g_okey));
+    return g_okey;
+}
+
+/* ---- the registry ------------------------------------------------------------- */
+
+static void t_registry(void **state) {
+    (void)state;
+    const char *names[] = {
+#define NAME(sym, name) name,
+        FK_SCRIPT_LIST(NAME)
+#undef NAME
+    };
+    assert_int_equal(sizeof(names) / sizeof(names[0]), FK_LUA__COUNT);
+    for (int i = 0; i < FK_LUA__COUNT; i++) {
+        assert_string_equal(fk_script_name(i), names[i]);
+        size_t len = 0;
+        const char *text = fk_script_text(i, &len);
+        assert_non_null(text);
+        assert_int_equal(strlen(text), len); /* no NUL inside */
+        assert_true(strncmp(text, "-- generated from common/state.h", 32) == 0);
+        assert_non_null(strstr(text, "local function fk_now()")); /* lib.lua */
+        char head[64];
+        snprintf(head, sizeof(head), "-- %s.lua -- ", names[i]);
+        assert_non_null(strstr(text, head)); /* its own file */
+        const char *sha = fk_script_sha(i);
+        assert_int_equal(strlen(sha), 40);
+        for (int k = 0; k < 40; k++)
+            assert_true((sha[k] >= '0' && sha[k] <= '9') || (sha[k] >= 'a' && sha[k] <= 'f'));
+        for (int j = 0; j < i; j++) assert_string_not_equal(sha, fk_script_sha(j));
+        /* the server compiles it and agrees on the SHA1 */
+        redisReply *r = fk_t_cmd(g_c, "SCRIPT LOAD %b", text, len);
+        if (r->type != REDIS_REPLY_STRING)
+            fail_msg("SCRIPT LOAD %s: %s", names[i], r->str ? r->str : "?");
+        assert_string_equal(r->str, sha);
+        freeReplyObject(r);
+    }
+}
+
+/* The prelude has every state and reason of state.h, as working Lua values. */
+static void t_prelude(void **state) {
+    (void)state;
+    size_t len;
+    const char *text = fk_script_text(FK_LUA_PROMOTE, &len);
+    const char *lib = strstr(text, "-- lib.lua");
+    assert_non_null(lib);
+    size_t plen = (size_t)(lib - text);
+    for (int s = 1; s < FK_ST__COUNT; s++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "='%s'", fk_state_name((fk_state)s));
+        const char *p = strstr(text, needle);
+        if (!p || p > lib) fail_msg("prelude lacks state %s", fk_state_name((fk_state)s));
+    }
+    for (int r = 1; r < FK_R__COUNT; r++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "='%s'", fk_reason_code((fk_reason)r));
+        const char *p = strstr(text, needle);
+        if (!p || p > lib) fail_msg("prelude lacks reason %s", fk_reason_code((fk_reason)r));
+    }
+    /* evaluate it: each constant maps to the stored name */
+    static char src[16384];
+    size_t n = (size_t)snprintf(src, sizeof(src), "%.*s\nreturn {", (int)plen, text);
+#define ST(sym, name, zh, msg) n += (size_t)snprintf(src + n, sizeof(src) - n, "FK_ST.%s,", #sym + 6);
+    FK_STATES(ST)
+#undef ST
+#define RS(sym, code, msg) n += (size_t)snprintf(src + n, sizeof(src) - n, "FK_R.%s,", #sym + 5);
+    FK_REASONS(RS)
+#undef RS
+    for (int s = 1; s < FK_ST__COUNT; s++)
+        n += (size_t)snprintf(src + n, sizeof(src) - n, "tostring(FK_FINAL['%s'] == true),",
+                              fk_state_name((fk_state)s));
+    snprintf(src + n, sizeof(src) - n, "}");
+    redisReply *r = fk_t_cmd(g_c, "EVAL %s 0", src);
+    if (r->type != REDIS_REPLY_ARRAY) fail_msg("prelude does not run: %s", r->str);
+    size_t k = 0;
+    assert_int_equal(r->elements, (FK_ST__COUNT - 1) * 2 + (FK_R__COUNT - 1));
+    for (int s = 1; s < FK_ST__COUNT; s++)
+        assert_string_equal(r->element[k++]->str, fk_state_name((fk_state)s));
+    for (int x = 1; x < FK_R__COUNT; x++)
+        assert_string_equal(r->element[k++]->str, fk_reason_code((fk_reason)x));
+    for (int s = 1; s < FK_ST__COUNT; s++)
+        assert_string_equal(r->element[k++]->str,
+                            fk_state_is_final((fk_state)s) ? "true" : "false");
+    freeReplyObject(r);
+}
+
+static void t_load_all(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "SCRIPT FLUSH"));
+    assert_int_equal(fk_scripts_load(g_r), 0);
+    run_until(NULL, NULL, 300);
+    for (int i = 0; i < FK_LUA__COUNT; i++) {
+        redisReply *r = fk_t_cmd(g_c, "SCRIPT EXISTS %s", fk_script_sha(i));
+        assert_int_equal(r->element[0]->integer, 1);
+        freeReplyObject(r);
+    }
+}
+
+/* After SCRIPT FLUSH the caller still sees the real result. */
+static void t_noscript(void **state) {
+    (void)state;
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.stream);
+    fk_args_ll(&a, 10);
+    freeReplyObject(fk_t_cmd(g_c, "SCRIPT FLUSH"));
+    assert_string_equal(call(FK_LUA_PROMOTE, 2, &a), "[0,-1]");
+    redisReply *r = fk_t_cmd(g_c, "SCRIPT EXISTS %s", fk_script_sha(FK_LUA_PROMOTE));
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
+
+    /* several calls in flight when the cache is flushed: each reloads once */
+    freeReplyObject(fk_t_cmd(g_c, "SCRIPT FLUSH"));
+    result res[4];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(fk_script_call(g_r, FK_LUA_PROMOTE, 2, &a, on_result, &res[i]), 0);
+    for (int i = 0; i < 4; i++) assert_true(run_until(res_called, &res[i], 5000));
+    run_until(NULL, NULL, 50);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(res[i].calls, 1);
+        assert_string_equal(res[i].text, "[0,-1]");
+    }
+    /* a script error is the caller's to see, not retried */
+    fk_args b;
+    fk_args_init(&b);
+    fk_args_str(&b, g_k.retry);
+    fk_args_str(&b, g_k.stream);
+    fk_args_str(&b, "not-a-number");
+    const char *out = call(FK_LUA_PROMOTE, 2, &b);
+    assert_true(strncmp(out, "ERR(", 4) == 0);
+    assert_null(strstr(out, "NOSCRIPT"));
+}
+
+/* ---- fk_args -------------------------------------------------------------------- */
+
+static void t_args(void **state) {
+    (void)state;
+    fk_args a;
+    fk_args_init(&a);
+    assert_int_equal(a.n, 0);
+    fk_args_ll(&a, 0);
+    fk_args_ll(&a, -1);
+    fk_args_ll(&a, 9223372036854775807LL);
+    fk_args_ll(&a, -9223372036854775807LL - 1);
+    fk_args_str(&a, "");
+    fk_args_mem(&a, "a\0b", 3);
+    assert_int_equal(a.n, 6);
+    assert_int_equal(a.len[0], 1);
+    assert_memory_equal(a.v[0], "0", 1);
+    assert_int_equal(a.len[1], 2);
+    assert_memory_equal(a.v[1], "-1", 2);
+    assert_int_equal(a.len[2], 19);
+    assert_memory_equal(a.v[2], "9223372036854775807", 19);
+    assert_int_equal(a.len[3], 20);
+    assert_memory_equal(a.v[3], "-9223372036854775808", 20);
+    assert_int_equal(a.len[4], 0);
+    assert_int_equal(a.len[5], 3);
+    /* FK_ARGS_MAX fits */
+    fk_args_init(&a);
+    for (int i = 0; i < FK_ARGS_MAX; i++) fk_args_ll(&a, i);
+    assert_int_equal(a.n, FK_ARGS_MAX);
+    for (int i = 0; i < FK_ARGS_MAX; i++) assert_int_equal(atoi(a.v[i]), i);
+}
+
+static const char *g_argv0; /* this binary, for t_args_overflow's child */
+
+/* Child mode (see main): fill an fk_args one past FK_ARGS_MAX. */
+static int args_overflow_child(const char *kind) {
+    fk_args a;
+    fk_args_init(&a);
+    for (int i = 0; i < FK_ARGS_MAX; i++) fk_args_str(&a, "x");
+    if (strcmp(kind, "ll") == 0) fk_args_ll(&a, 1);
+    else fk_args_str(&a, "one too many");
+    return 0; /* not reached if fk_args aborts */
+}
+
+/* One more than FK_ARGS_MAX is a programming error: abort, never overflow.
+ * The child is a fresh exec of this binary, so that under valgrind its
+ * abort does not report the parent's memory as leaked. */
+static void t_args_overflow(void **state) {
+    (void)state;
+    const char *kinds[] = {"str", "ll"};
+    for (int kind = 0; kind < 2; kind++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            if (devnull >= 0) dup2(devnull, STDERR_FILENO);
+            execl(g_argv0, g_argv0, "--args-overflow", kinds[kind], (char *)NULL);
+            _exit(127);
+        }
+        int st = 0;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGABRT);
+    }
+}
+
+/* Binary ARGV goes through EVALSHA unchanged (dead.lua stores `raw`). */
+static void t_args_binary(void **state) {
+    (void)state;
+    char raw[300];
+    for (size_t i = 0; i < sizeof(raw); i++) raw[i] = (char)(255 - i % 256);
+    raw[0] = '\0';
+    raw[150] = '\0';
+    fk_key_stats_minute(&g_k, fk_now_ms(), g_minute, sizeof(g_minute));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.stream);
+    fk_args_str(&a, g_k.dead);
+    fk_args_str(&a, g_k.stats);
+    fk_args_str(&a, g_minute);
+    fk_args_str(&a, GROUP);
+    fk_args_str(&a, "");
+    fk_args_mem(&a, raw, sizeof(raw));
+    fk_args_mem(&a, "err\0or", 6);
+    fk_args_str(&a, "order");
+    fk_args_str(&a, "");
+    fk_args_str(&a, "msg");
+    fk_args_ll(&a, 0);
+    fk_args_ll(&a, 1000);
+    fk_args_str(&a, "");
+    assert_string_equal(call(FK_LUA_DEAD, 4, &a), "['dead']");
+    redisReply *r = fk_t_cmd(g_c, "XRANGE %s - +", g_k.dead);
+    assert_int_equal(r->elements, 1);
+    redisReply *f = r->element[0]->element[1];
+    assert_string_equal(f->element[0]->str, "raw");
+    assert_int_equal(f->element[1]->len, sizeof(raw));
+    assert_memory_equal(f->element[1]->str, raw, sizeof(raw));
+    assert_string_equal(f->element[2]->str, "error");
+    assert_int_equal(f->element[3]->len, 6);
+    assert_memory_equal(f->element[3]->str, "err\0or", 6);
+    freeReplyObject(r);
+}
+
+/* ---- transition.lua ------------------------------------------------------------ */
+
+typedef struct tr {
+    const char *oid, *entry, *fence, *from, *to, *reason, *ops, *charge, *payment_id;
+    const char *extra_field, *extra_value;
+    long long delay_ms, retention_s, lease_ms;
+} tr;
+
+static const char *transition(const tr *t) {
+    char ok[FK_KEY_MAX];
+    fk_key_order(&g_k, t->oid, ok, sizeof(ok));
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    fk_key_stats_minute(&g_k, fk_now_ms(), g_minute, sizeof(g_minute));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, ok);
+    fk_args_str(&a, g_k.stream);
+    fk_args_str(&a, g_skey);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.review);
+    fk_args_str(&a, g_k.stats);
+    fk_args_str(&a, g_minute);
+    fk_args_str(&a, g_k.notify);
+    fk_args_str(&a, g_k.active);
+    fk_args_str(&a, GROUP);
+    fk_args_str(&a, t->entry ? t->entry : "");
+    fk_args_str(&a, t->fence ? t->fence : "");
+    fk_args_str(&a, t->from);
+    fk_args_str(&a, t->to);
+    fk_args_str(&a, t->reason ? t->reason : "");
+    fk_args_str(&a, "a message");
+    fk_args_str(&a, t->ops ? t->ops : "");
+    fk_args_ll(&a, t->delay_ms);
+    fk_args_str(&a, t->charge ? t->charge : "");
+    fk_args_str(&a, t->payment_id ? t->payment_id : "");
+    fk_args_ll(&a, t->retention_s);
+    fk_args_str(&a, t->oid);
+    fk_args_ll(&a, t->lease_ms ? t->lease_ms : 10000);
+    fk_args_str(&a, t->extra_field ? t->extra_field : "");
+    fk_args_str(&a, t->extra_value ? t->extra_value : "");
+    fk_args_ll(&a, ORDER_TTL_MS);
+    fk_args_ll(&a, PAYMENT_TTL_MS);
+    return call(FK_LUA_TRANSITION, 9, &a);
+}
+
+static void seed_order(const char *oid, const char *st, const char *fence, const char *resv) {
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state %s fence %s attempts 0 sku sku1 qty 2 "
+                                  "lease_until 99999999999999 lease_entry 1-1",
+                             okey(oid), st, fence));
+    if (resv) freeReplyObject(fk_t_cmd(g_c, "HSET %s resv %s", okey(oid), resv));
+}
+
+static const char *hget(const char *oid, const char *field) { return q("HGET %s %s", okey(oid), field); }
+
+/* The order's deadline in the active zset, -1 when it is not there. */
+static long long active_at(const char *oid) {
+    const char *v = q("ZSCORE %s %s", g_k.active, oid);
+    return strcmp(v, "nil") == 0 ? -1 : atoll(v + 1);
+}
+
+static const char *stock(void) {
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    return q("LRANGE %s 0 -1", g_skey);
+}
+
+static void t_transition_stale(void **state) {
+    (void)state;
+    seed_order("A1", "processing", "3", "[\"c1\",\"c2\"]");
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s c9", g_skey));
+    char *before = snapshot();
+    tr t = {.oid = "A1", .fence = "2", .from = "processing", .to = "failed",
+            .reason = "payment_declined", .ops = "LVNA"};
+    assert_string_equal(transition(&t), "['stale','processing','3']"); /* old fence */
+    t.fence = "4";
+    assert_string_equal(transition(&t), "['stale','processing','3']"); /* future fence */
+    t.fence = "3";
+    t.from = "pending_payment";
+    assert_string_equal(transition(&t), "['stale','processing','3']"); /* wrong from */
+    t.fence = "";
+    assert_string_equal(transition(&t), "['stale','processing','3']"); /* unfenced, wrong from */
+    t.from = "";
+    assert_string_equal(transition(&t), "['stale','processing','3']");
+    t.oid = "NOPE";
+    t.from = "processing";
+    t.fence = "1";
+    assert_string_equal(transition(&t), "['stale','','']"); /* no such order */
+    t.ops = "DRK";
+    t.oid = "A1";
+    t.fence = "3x";
+    assert_string_equal(transition(&t), "['stale','processing','3']");
+    assert_unchanged(before);
+}
+
+static void t_transition_release(void **state) {
+    (void)state;
+    seed_order("A1", "processing", "3", "[\"c1\",\"c2\"]");
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s c9", g_skey));
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s 123 A1", g_k.active));
+    tr t = {.oid = "A1", .fence = "3", .from = "processing", .to = "failed",
+            .reason = "payment_declined", .ops = "L", .charge = "declined"};
+    assert_string_equal(transition(&t), "['ok','3']");
+    assert_int_equal(active_at("A1"), -1); /* final: no longer active */
+    assert_string_equal(stock(), "['c9','c1','c2']");
+    assert_string_equal(hget("A1", "resv"), "nil");
+    assert_string_equal(hget("A1", "state"), "'failed'");
+    assert_string_equal(hget("A1", "reason"), "'payment_declined'");
+    assert_string_equal(hget("A1", "message"), "'a message'");
+    assert_string_equal(hget("A1", "charge"), "'declined'");
+    assert_string_equal(hget("A1", "lease_until"), "nil");
+    assert_string_equal(hget("A1", "lease_entry"), "nil");
+    assert_string_equal(hget("A1", "fence"), "'3'");
+    assert_true(atoll(hget("A1", "updated_at") + 1) > 1600000000000LL);
+    assert_int_equal(stat_of("failed"), 1);
+    assert_int_equal(stat_of("reason:payment_declined"), 1);
+    /* the same call again is stale now: the codes are not returned twice */
+    assert_string_equal(transition(&t), "['stale','failed','3']");
+    assert_string_equal(stock(), "['c9','c1','c2']");
+    assert_int_equal(stat_of("failed"), 1);
+
+    /* L with nothing reserved: no stock moves */
+    seed_order("A2", "processing", "1", NULL);
+    tr u = {.oid = "A2", .fence = "1", .from = "processing", .to = "failed",
+            .reason = "risk_rejected", .ops = "L"};
+    assert_string_equal(transition(&u), "['ok','1']");
+    assert_string_equal(stock(), "['c9','c1','c2']");
+}
+
+static void t_transition_deliver(void **state) {
+    (void)state;
+    seed_order("A1", "processing", "5", "[\"c1\",\"c2\"]");
+    char *before_stock = strdup(stock());
+    tr t = {.oid = "A1", .fence = "5", .from = "processing", .to = "completed", .ops = "DN",
+            .charge = "paid", .payment_id = "pay-1"};
+    assert_string_equal(transition(&t), "['ok','5']");
+    assert_string_equal(hget("A1", "codes"), "'[\"c1\",\"c2\"]'");
+    assert_string_equal(hget("A1", "resv"), "nil");
+    assert_string_equal(hget("A1", "state"), "'completed'");
+    assert_string_equal(hget("A1", "payment_id"), "'pay-1'");
+    assert_string_equal(hget("A1", "notify"), "'pending'");
+    assert_true(strcmp(q("ZSCORE %s A1", g_k.notify), "nil") != 0);
+    assert_string_equal(stock(), before_stock);
+    free(before_stock);
+    assert_int_equal(stat_of("completed"), 1);
+    assert_int_equal(stat_of("attempts:0"), 1);
+    /* retention: a finished record expires */
+    assert_true(atoll(q("TTL %s", okey("A1"))) == -1); /* retention 0 = keep */
+
+    /* D without a reservation: {'noresv'}, nothing changes */
+    seed_order("A2", "processing", "2", NULL);
+    char *before = snapshot();
+    tr u = {.oid = "A2", .fence = "2", .from = "processing", .to = "completed", .ops = "DA"};
+    assert_string_equal(transition(&u), "['noresv']");
+    assert_unchanged(before);
+
+    /* with a retention the record expires */
+    seed_order("A3", "processing", "1", "[\"c7\"]");
+    tr w = {.oid = "A3", .fence = "1", .from = "processing", .to = "completed", .ops = "D",
+            .retention_s = 3600};
+    assert_string_equal(transition(&w), "['ok','1']");
+    long long ttl = atoll(q("TTL %s", okey("A3")));
+    assert_true(ttl > 3500 && ttl <= 3600);
+}
+
+static void t_transition_retry(void **state) {
+    (void)state;
+    seed_order("A1", "processing", "7", "[\"c1\"]");
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts 2", okey("A1")));
+    long long now = redis_now_ms();
+    tr t = {.oid = "A1", .fence = "7", .from = "processing", .to = "processing", .ops = "R",
+            .delay_ms = 5000, .charge = "unknown"};
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s 123 A1", g_k.active));
+    assert_string_equal(transition(&t), "['ok','7']");
+    assert_int_equal(active_at("A1"), 123); /* same state: the deadline stands */
+    assert_string_equal(hget("A1", "attempts"), "'3'");
+    assert_string_equal(hget("A1", "resv"), "'[\"c1\"]'"); /* kept across retries */
+    assert_string_equal(hget("A1", "lease_until"), "nil"); /* no K: lease dropped */
+    long long due = atoll(q("ZSCORE %s A1", g_k.retry) + 1);
+    assert_true(due >= now + 5000 && due <= now + 6000);
+    long long first = atoll(hget("A1", "first_fail_at") + 1);
+    assert_true(first >= now && first <= now + 1000);
+    assert_int_equal(stat_of("retries"), 1);
+    /* second retry: attempts 4, first_fail_at kept, lease extended with K */
+    tr u = t;
+    u.ops = "RK";
+    u.delay_ms = 100;
+    u.lease_ms = 20000;
+    assert_string_equal(transition(&u), "['ok','7']");
+    assert_string_equal(hget("A1", "attempts"), "'4'");
+    assert_int_equal(atoll(hget("A1", "first_fail_at") + 1), first);
+    long long lease = atoll(hget("A1", "lease_until") + 1);
+    assert_true(lease >= now + 20000 && lease <= now + 21000);
+    due = atoll(q("ZSCORE %s A1", g_k.retry) + 1);
+    assert_true(due >= now + 100 && due <= now + 1100);
+    assert_int_equal(stat_of("retries"), 2);
+    assert_int_equal(stat_of("processing"), 0); /* not final: not counted */
+
+    /* P: a status poll, counted in polls, not attempts */
+    tr p = {.oid = "A1", .fence = "7", .from = "processing", .to = "pending_payment",
+            .ops = "P", .delay_ms = 2000};
+    assert_string_equal(transition(&p), "['ok','7']");
+    assert_string_equal(hget("A1", "polls"), "'1'");
+    assert_string_equal(hget("A1", "attempts"), "'4'");
+    assert_string_equal(hget("A1", "state"), "'pending_payment'");
+    long long dl = active_at("A1"); /* a new state: the payment deadline */
+    assert_true(dl >= now + PAYMENT_TTL_MS && dl <= now + PAYMENT_TTL_MS + 1000);
+
+    /* V: to review, with an extra field */
+    tr v = {.oid = "A1", .fence = "7", .from = "pending_payment", .to = "manual_review",
+            .reason = "payment_unknown", .ops = "V", .extra_field = "note",
+            .extra_value = "x y", .retention_s = 60};
+    assert_string_equal(transition(&v), "['ok','7']");
+    assert_true(strcmp(q("ZSCORE %s A1", g_k.review), "nil") != 0);
+    assert_string_equal(hget("A1", "note"), "'x y'");
+    assert_int_equal(stat_of("manual_review"), 1);
+    assert_int_equal(active_at("A1"), -1);
+    assert_int_equal(atoll(q("TTL %s", okey("A1"))), -1); /* review never expires */
+}
+
+static void t_transition_ack(void **state) {
+    (void)state;
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    assert_int_equal(pending_count(), 1);
+    seed_order("A1", "processing", "1", NULL);
+    tr t = {.oid = "A1", .entry = id, .fence = "1", .from = "processing", .to = "processing",
+            .ops = "R", .delay_ms = 10};
+    assert_string_equal(transition(&t), "['ok','1']");
+    assert_int_equal(pending_count(), 1); /* no A: still pending */
+    t.ops = "RA";
+    assert_string_equal(transition(&t), "['ok','1']");
+    assert_int_equal(pending_count(), 0);
+}
+
+/* ---- promote.lua --------------------------------------------------------------- */
+
+static const char *promote(long long batch) {
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.stream);
+    fk_args_ll(&a, batch);
+    return call(FK_LUA_PROMOTE, 2, &a);
+}
+
+static void t_promote(void **state) {
+    (void)state;
+    assert_string_equal(promote(10), "[0,-1]");
+    long long now = redis_now_ms();
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s %lld a %lld b %lld c", g_k.retry, now - 1000,
+                             now - 10, now + 60000));
+    long long moved, wait;
+    assert_int_equal(sscanf(promote(10), "[%lld,%lld]", &moved, &wait), 2);
+    assert_int_equal(moved, 2);
+    assert_true(wait > 58000 && wait <= 60000);
+    /* entries: retry = '{order_id}@{due ms}', oldest due first */
+    redisReply *r = fk_t_cmd(g_c, "XRANGE %s - +", g_k.stream);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[0]->element[1]->element[0]->str, "retry");
+    char want[64];
+    snprintf(want, sizeof(want), "a@%lld", now - 1000);
+    assert_string_equal(r->element[0]->element[1]->element[1]->str, want);
+    snprintf(want, sizeof(want), "b@%lld", now - 10);
+    assert_string_equal(r->element[1]->element[1]->element[1]->str, want);
+    freeReplyObject(r);
+    assert_string_equal(q("ZRANGE %s 0 -1", g_k.retry), "['c']");
+    /* nothing due: nothing moves */
+    assert_int_equal(sscanf(promote(10), "[%lld,%lld]", &moved, &wait), 2);
+    assert_int_equal(moved, 0);
+    assert_int_equal(atoll(q("XLEN %s", g_k.stream)), 2);
+
+    /* the batch bounds one call; the rest is due now (wait 0) */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s %s", g_k.retry, g_k.stream));
+    for (int i = 0; i < 5; i++)
+        freeReplyObject(fk_t_cmd(g_c, "ZADD %s %lld d%d", g_k.retry, now - 100 + i, i));
+    assert_string_equal(promote(2), "[2,0]");
+    assert_string_equal(promote(2), "[2,0]");
+    assert_string_equal(promote(2), "[1,-1]");
+    assert_string_equal(promote(2), "[0,-1]");
+    assert_int_equal(atoll(q("XLEN %s", g_k.stream)), 5);
+}
+
+/* Many promoters at once never promote an id twice. */
+static void t_promote_concurrent(void **state) {
+    (void)state;
+    long long now = redis_now_ms();
+    for (int i = 0; i < 300; i++)
+        freeReplyObject(fk_t_cmd(g_c, "ZADD %s %lld id%03d", g_k.retry, now - 1000 + i % 7, i));
+    /* a second connection, so calls also interleave across clients */
+    fk_redis *r2 = NULL;
+    fk_redis_target t;
+    char err[128];
+    assert_int_equal(fk_redis_url_parse(g_srv.url, &t, err, sizeof(err)), 0);
+    fk_redis_options o;
+    memset(&o, 0, sizeof(o));
+    o.name = "second";
+    assert_int_equal(fk_redis_open(&r2, &g_loop, &t, &o, NULL, NULL), 0);
+    for (int i = 0; i < 200 && !fk_redis_ready(r2); i++) run_until(NULL, NULL, 10);
+    assert_true(fk_redis_ready(r2));
+
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.stream);
+    fk_args_ll(&a, 64);
+    result res[12];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(fk_script_call(i % 2 ? r2 : g_r, FK_LUA_PROMOTE, 2, &a, on_result,
+                                        &res[i]),
+                         0);
+    for (int i = 0; i < 12; i++) assert_true(run_until(res_called, &res[i], 5000));
+    long long total = 0;
+    for (int i = 0; i < 12; i++) {
+        long long moved, wait;
+        assert_int_equal(res[i].calls, 1);
+        if (sscanf(res[i].text, "[%lld,%lld]", &moved, &wait) != 2)
+            fail_msg("promote answered %s", res[i].text);
+        assert_true(moved >= 0 && moved <= 64);
+        total += moved;
+    }
+    assert_int_equal(total, 300);
+    assert_int_equal(atoll(q("ZCARD %s", g_k.retry)), 0);
+    /* every id exactly once on the stream */
+    redisReply *r = fk_t_cmd(g_c, "XRANGE %s - +", g_k.stream);
+    assert_int_equal(r->elements, 300);
+    static int seen[300];
+    memset(seen, 0, sizeof(seen));
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *v = r->element[i]->element[1]->element[1]->str;
+        assert_non_null(strchr(v, '@'));
+        int k = atoi(v + 2);
+        assert_true(k >= 0 && k < 300);
+        seen[k]++;
+    }
+    freeReplyObject(r);
+    for (int i = 0; i < 300; i++) assert_int_equal(seen[i], 1);
+
+    int done = 0;
+    fk_redis_close(r2, on_closed, &done);
+    assert_true(run_until(flag_set, &done, 2000));
+}
+
+/* ---- dead.lua ------------------------------------------------------------------- */
+
+static const char *dead(const char *entry, const char *oid, const char *raw, int with_okey) {
+    char ok[FK_KEY_MAX];
+    fk_key_stats_minute(&g_k, fk_now_ms(), g_minute, sizeof(g_minute));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.stream);
+    fk_args_str(&a, g_k.dead);
+    fk_args_str(&a, g_k.stats);
+    fk_args_str(&a, g_minute);
+    if (with_okey) {
+        fk_key_order(&g_k, oid, ok, sizeof(ok));
+        fk_args_str(&a, ok);
+    }
+    fk_args_str(&a, GROUP);
+    fk_args_str(&a, entry);
+    fk_args_str(&a, raw);
+    fk_args_str(&a, "qty: must be an integer from 1 to 100");
+    fk_args_str(&a, "order");
+    fk_args_str(&a, oid);
+    fk_args_str(&a, "The order could not be read.");
+    fk_args_ll(&a, 0);
+    fk_args_ll(&a, 1000);
+    fk_args_str(&a, "");
+    return call(FK_LUA_DEAD, with_okey ? 5 : 4, &a);
+}
+
+static void t_dead(void **state) {
+    (void)state;
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{\"order_id\":\"A1\",\"qty\":0}");
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state completed codes [\"x\"] sku s qty 1 fence 4",
+                             okey("A1")));
+    redisReply *d0 = fk_t_cmd(g_c, "DUMP %s", okey("A1"));
+    assert_string_equal(dead(id, "A1", "{\"order_id\":\"A1\",\"qty\":0}", 1), "['dead']");
+    /* the existing order is untouched by garbage that names it */
+    redisReply *d1 = fk_t_cmd(g_c, "DUMP %s", okey("A1"));
+    assert_int_equal(d0->len, d1->len);
+    assert_memory_equal(d0->str, d1->str, d0->len);
+    freeReplyObject(d0);
+    freeReplyObject(d1);
+    assert_int_equal(pending_count(), 0);
+    assert_int_equal(atoll(q("XLEN %s", g_k.dead)), 1);
+    redisReply *r = fk_t_cmd(g_c, "XRANGE %s - +", g_k.dead);
+    redisReply *f = r->element[0]->element[1];
+    char fields[512] = "";
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        strcat(fields, f->element[i]->str);
+        strcat(fields, " ");
+    }
+    assert_string_equal(fields, "raw error source_id kind order_id ");
+    assert_string_equal(f->element[5]->str, id);
+    freeReplyObject(r);
+    assert_int_equal(stat_of("dead"), 1);
+    assert_int_equal(stat_of("submitted"), 0);
+
+    /* again for the same entry: it is no longer pending, nothing happens */
+    char *before = snapshot();
+    assert_string_equal(dead(id, "A1", "x", 1), "['gone']");
+    assert_unchanged(before);
+
+    /* an entry id that never existed is not pending either */
+    before = snapshot();
+    assert_string_equal(dead("999999999-0", "A9", "x", 1), "['gone']");
+    assert_unchanged(before);
+
+    /* no record yet: failed / invalid_order */
+    pending_entry(id, sizeof(id), "order", "garbage");
+    assert_string_equal(dead(id, "B1", "garbage", 1), "['dead']");
+    assert_string_equal(hget("B1", "state"), "'failed'");
+    assert_string_equal(hget("B1", "reason"), "'invalid_order'");
+    assert_string_equal(hget("B1", "message"), "'The order could not be read.'");
+    assert_int_equal(stat_of("submitted"), 1);
+    assert_int_equal(stat_of("failed"), 1);
+    assert_int_equal(stat_of("reason:invalid_order"), 1);
+    assert_int_equal(stat_of("dead"), 2);
+
+    /* unreadable id: no order key at all */
+    pending_entry(id, sizeof(id), "order", "{{{");
+    long long keys_before = atoll(q("DBSIZE"));
+    assert_string_equal(dead(id, "", "{{{", 0), "['dead']");
+    assert_int_equal(atoll(q("DBSIZE")), keys_before);
+    assert_int_equal(stat_of("dead"), 3);
+    assert_int_equal(pending_count(), 0);
+}
+
+/* ---- accept.lua ----------------------------------------------------------------- */
+
+typedef struct acc {
+    const char *entry, *oid, *idem, *sku;
+    long long qty, amount;
+    const char *mode; /* "paid" | "charge" */
+    long long lease_ms;
+} acc;
+
+static const char *accept_(const acc *x) {
+    char ok[FK_KEY_MAX];
+    fk_key_order(&g_k, x->oid, ok, sizeof(ok));
+    fk_key_idem(&g_k, x->idem, g_ikey, sizeof(g_ikey));
+    fk_key_stock(&g_k, x->sku, g_skey, sizeof(g_skey));
+    fk_key_stats_minute(&g_k, fk_now_ms(), g_minute, sizeof(g_minute));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, ok);
+    fk_args_str(&a, g_ikey);
+    fk_args_str(&a, g_skey);
+    fk_args_str(&a, g_k.stream);
+    fk_args_str(&a, g_k.stats);
+    fk_args_str(&a, g_minute);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.notify);
+    fk_args_str(&a, g_k.active);
+    fk_args_str(&a, GROUP);
+    fk_args_str(&a, x->entry);
+    fk_args_str(&a, x->oid);
+    fk_args_str(&a, x->idem);
+    fk_args_str(&a, x->sku);
+    fk_args_ll(&a, x->qty);
+    fk_args_ll(&a, x->amount);
+    fk_args_str(&a, "CNY");
+    fk_args_str(&a, "buyer@example.com");
+    fk_args_ll(&a, 86400);
+    fk_args_str(&a, x->mode);
+    fk_args_ll(&a, x->lease_ms ? x->lease_ms : 10000);
+    fk_args_ll(&a, 0);
+    fk_args_str(&a, fk_state_message(FK_ST_PROCESSING));
+    fk_args_str(&a, fk_state_message(FK_ST_COMPLETED));
+    fk_args_str(&a, "out of stock message");
+    fk_args_str(&a, "0");
+    fk_args_ll(&a, ORDER_TTL_MS);
+    return call(FK_LUA_ACCEPT, 9, &a);
+}
+
+static void load_stock(const char *sku, int n) {
+    fk_key_stock(&g_k, sku, g_skey, sizeof(g_skey));
+    for (int i = 1; i <= n; i++)
+        freeReplyObject(fk_t_cmd(g_c, "RPUSH %s %s-c%d", g_skey, sku, i));
+}
+
+static void t_accept_paid(void **state) {
+    (void)state;
+    load_stock("sku1", 3);
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc x = {.entry = id, .oid = "A1", .idem = "k1", .sku = "sku1", .qty = 2, .amount = 3000,
+             .mode = "paid"};
+    assert_string_equal(accept_(&x), "['completed','[\"sku1-c1\",\"sku1-c2\"]']");
+    assert_string_equal(hget("A1", "state"), "'completed'");
+    assert_string_equal(hget("A1", "codes"), "'[\"sku1-c1\",\"sku1-c2\"]'");
+    assert_string_equal(hget("A1", "qty"), "'2'");
+    assert_string_equal(hget("A1", "amount"), "'3000'");
+    assert_string_equal(hget("A1", "message"), "'Your codes have been delivered.'");
+    assert_string_equal(stock(), "['sku1-c3']");
+    fk_key_idem(&g_k, "k1", g_ikey, sizeof(g_ikey));
+    assert_string_equal(q("GET %s", g_ikey), "'A1'");
+    long long ttl = atoll(q("TTL %s", g_ikey));
+    assert_true(ttl > 86000 && ttl <= 86400);
+    assert_int_equal(pending_count(), 0);
+    assert_int_equal(stat_of("submitted"), 1);
+    assert_int_equal(stat_of("completed"), 1);
+    assert_int_equal(active_at("A1"), -1);
+
+    /* the same entry again (a redelivery): final, acknowledged, nothing moves */
+    char *before = snapshot();
+    assert_string_equal(accept_(&x), "['done','completed']");
+    assert_unchanged(before);
+}
+
+static void t_accept_out_of_stock(void **state) {
+    (void)state;
+    load_stock("sku1", 1);
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc x = {.entry = id, .oid = "A2", .idem = "k2", .sku = "sku1", .qty = 2, .amount = 10,
+             .mode = "paid"};
+    assert_string_equal(accept_(&x), "['failed','out_of_stock']");
+    assert_string_equal(stock(), "['sku1-c1']"); /* untouched */
+    assert_string_equal(hget("A2", "state"), "'failed'");
+    assert_string_equal(hget("A2", "reason"), "'out_of_stock'");
+    assert_string_equal(hget("A2", "message"), "'out of stock message'");
+    assert_string_equal(hget("A2", "codes"), "nil");
+    assert_string_equal(hget("A2", "resv"), "nil");
+    assert_int_equal(pending_count(), 0);
+    assert_int_equal(stat_of("reason:out_of_stock"), 1);
+    assert_int_equal(active_at("A2"), -1);
+    /* an SKU with no stock list at all */
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc y = {.entry = id, .oid = "A3", .idem = "k3", .sku = "nothing", .qty = 1, .amount = 10,
+             .mode = "charge"};
+    assert_string_equal(accept_(&y), "['failed','out_of_stock']");
+}
+
+static void t_accept_dup_conflict(void **state) {
+    (void)state;
+    load_stock("sku1", 5);
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc x = {.entry = id, .oid = "A1", .idem = "k1", .sku = "sku1", .qty = 1, .amount = 500,
+             .mode = "paid"};
+    assert_string_equal(accept_(&x), "['completed','[\"sku1-c1\"]']");
+
+    /* same key, another order id: the owner is named, nothing is created */
+    pending_entry(id, sizeof(id), "order", "{}");
+    char *before = snapshot();
+    acc y = x;
+    y.entry = id;
+    y.oid = "A2";
+    assert_string_equal(accept_(&y), "['dup','A1']");
+    assert_unchanged(before);
+    assert_string_equal(q("EXISTS %s", okey("A2")), "0");
+    assert_int_equal(pending_count(), 1); /* duplicate.lua settles it, not accept */
+
+    /* same order id, other parameters: a conflict, nothing changes */
+    before = snapshot();
+    acc z = x;
+    z.entry = id;
+    z.qty = 2;
+    assert_string_equal(accept_(&z), "['conflict','completed']");
+    z.qty = 1;
+    z.amount = 501;
+    assert_string_equal(accept_(&z), "['conflict','completed']");
+    z.amount = 500;
+    z.sku = "sku2";
+    assert_string_equal(accept_(&z), "['conflict','completed']");
+    assert_unchanged(before);
+    assert_string_equal(stock(), "['sku1-c2','sku1-c3','sku1-c4','sku1-c5']");
+}
+
+static void t_accept_charge(void **state) {
+    (void)state;
+    load_stock("sku1", 3);
+    char id[64], id2[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    long long now = redis_now_ms();
+    acc x = {.entry = id, .oid = "A5", .idem = "k5", .sku = "sku1", .qty = 2, .amount = 700,
+             .mode = "charge", .lease_ms = 30000};
+    assert_string_equal(accept_(&x),
+                        "['work','processing','1','none','0','k5','sku1','2','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\",\"sku1-c2\"]']");
+    assert_string_equal(stock(), "['sku1-c3']");
+    assert_string_equal(hget("A5", "state"), "'processing'");
+    long long lease = atoll(hget("A5", "lease_until") + 1);
+    assert_true(lease >= now + 30000 && lease <= now + 31000);
+    long long dl = active_at("A5");
+    assert_true(dl >= now + ORDER_TTL_MS && dl <= now + ORDER_TTL_MS + 1000);
+    assert_int_equal(pending_count(), 1); /* the worker acks when it settles */
+
+    /* the same entry while the lease lives: busy, left pending */
+    assert_string_equal(accept_(&x), "['busy']");
+    /* another entry for the same order: owned, that one is acknowledged */
+    pending_entry(id2, sizeof(id2), "order", "{}");
+    assert_int_equal(pending_count(), 2);
+    acc y = x;
+    y.entry = id2;
+    assert_string_equal(accept_(&y), "['owned']");
+    assert_int_equal(pending_count(), 1);
+    assert_string_equal(stock(), "['sku1-c3']"); /* reserved once only */
+    /* lease expired: taken again, fence bumped, same reservation */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1", okey("A5")));
+    assert_string_equal(accept_(&x),
+                        "['work','processing','2','none','0','k5','sku1','2','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\",\"sku1-c2\"]']");
+    assert_string_equal(stock(), "['sku1-c3']");
+}
+
+int main(int argc, char **argv) {
+    g_argv0 = argv[0];
+    if (argc == 3 && strcmp(argv[1], "--args-overflow") == 0) return args_overflow_child(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(t_registry, flush),
+        cmocka_unit_test_setup(t_prelude, flush),
+        cmocka_unit_test_setup(t_load_all, flush),
+        cmocka_unit_test_setup(t_noscript, flush),
+        cmocka_unit_test(t_args),
+        cmocka_unit_test(t_args_overflow),
+        cmocka_unit_test_setup(t_args_binary, flush),
+        cmocka_unit_test_setup(t_transition_stale, flush),
+        cmocka_unit_test_setup(t_transition_release, flush),
+        cmocka_unit_test_setup(t_transition_deliver, flush),
+        cmocka_unit_test_setup(t_transition_retry, flush),
+        cmocka_unit_test_setup(t_transition_ack, flush),
+        cmocka_unit_test_setup(t_promote, flush),
+        cmocka_unit_test_setup(t_promote_concurrent, flush),
+        cmocka_unit_test_setup(t_dead, flush),
+        cmocka_unit_test_setup(t_accept_paid, flush),
+        cmocka_unit_test_setup(t_accept_out_of_stock, flush),
+        cmocka_unit_test_setup(t_accept_dup_conflict, flush),
+        cmocka_unit_test_setup(t_accept_charge, flush),
+    };
+    return cmocka_run_group_tests_name("scripts", tests, group_setup, group_teardown);
+}
