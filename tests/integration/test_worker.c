@@ -368,12 +368,13 @@ static void test_bad_config(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_orders_complete),
-        cmocka_unit_test(test_idempotency),
-        cmocka_unit_test(test_garbage_mixed),
-        cmocka_unit_test(test_sigterm_drain),
-        cmocka_unit_test(test_redis_restart),
+        cmocka_unit_test_teardown(test_bad_config, fk_t_teardown),
+        cmocka_unit_test_teardown(test_orders_complete, fk_t_teardown),
+        cmocka_unit_test_teardown(test_idempotency, fk_t_teardown),
+        cmocka_unit_test_teardown(test_garbage_mixed, fk_t_teardown),
+        cmocka_unit_test_teardown(test_sigterm_drain, fk_t_teardown),
+        cmocka_unit_test_teardown(test_redis_restart, fk_t_teardown),
     };
+    if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,6 +60,43 @@ const char *fk_t_bin(const char *rel, char *buf, size_t len) {
     return buf;
 }
 
+/* Every spawned process still to be reaped, for fk_t_kill_all(). */
+#define MAX_LIVE 256
+static pid_t live[MAX_LIVE];
+
+static void live_add(pid_t pid) {
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] == 0) {
+            live[i] = pid;
+            return;
+        }
+}
+
+static void live_del(pid_t pid) {
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] == pid) live[i] = 0;
+}
+
+int fk_t_kill_all(void) {
+    int n = 0;
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i] <= 0) continue;
+        kill(live[i], SIGCONT);
+        kill(live[i], SIGKILL);
+        waitpid(live[i], NULL, 0);
+        live[i] = 0;
+        n++;
+    }
+    return n;
+}
+
+int fk_t_teardown(void **state) {
+    (void)state;
+    int n = fk_t_kill_all();
+    if (n) fprintf(stderr, "# teardown killed %d leftover processes\n", n);
+    return 0;
+}
+
 pid_t fk_t_spawn(const char *const argv[], const char *const env[], const char *logfile) {
     if (access(argv[0], X_OK) != 0 && strchr(argv[0], '/'))
         fk_t_fail("cannot run %s: %s", argv[0], strerror(errno));
@@ -80,6 +117,7 @@ pid_t fk_t_spawn(const char *const argv[], const char *const env[], const char *
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    live_add(pid);
     return pid;
 }
 
@@ -89,11 +127,15 @@ int fk_t_wait(pid_t pid, long timeout_ms) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid) {
+            live_del(pid);
             if (WIFEXITED(st)) return WEXITSTATUS(st);
             if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
             return -1;
         }
-        if (r < 0) return -1;
+        if (r < 0) {
+            live_del(pid);
+            return -1;
+        }
         if (fk_t_now_ms() >= end) return -1;
         fk_t_sleep_ms(10);
     }
@@ -238,7 +280,12 @@ pid_t fk_t_worker(const fk_t_redis *r, const char *name, const char *const extra
     argv[n++] = id;
     for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
     argv[n] = NULL;
-    return fk_t_spawn(argv, NULL, log);
+    pid_t pid = fk_t_spawn(argv, NULL, log);
+    /* A worker that refuses its configuration exits at once: say so now
+     * rather than as a timeout later. */
+    int st = fk_t_wait(pid, 150);
+    if (st >= 0) fk_t_fail("worker %s exited at start with status %d; see %s", name, st, log);
+    return pid;
 }
 
 int fk_t_until(int (*cond)(void *arg), void *arg, long timeout_ms) {

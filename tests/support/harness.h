@@ -67,6 +67,13 @@ int fk_t_wait(pid_t pid, long timeout_ms);
  * NULL). Its log is <dir>/<name>.log. */
 pid_t fk_t_worker(const fk_t_redis *r, const char *name, const char *const extra[]);
 
+/* SIGKILL and reap every process this test program spawned that is still
+ * running (redis-server included). For cmocka teardowns: a failed
+ * assertion must not leave a fleet behind. Returns how many it killed. */
+int fk_t_kill_all(void);
+/* A cmocka-shaped teardown that calls fk_t_kill_all(). */
+int fk_t_teardown(void **state);
+
 /* Poll until cond(arg) returns nonzero or timeout_ms passes; returns the
  * last value of cond. */
 int fk_t_until(int (*cond)(void *arg), void *arg, long timeout_ms);
