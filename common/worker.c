@@ -244,8 +244,16 @@ static void on_promote(fk_redis *r, redisReply *reply, void *arg) {
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return;
     long long moved = reply->element[0]->integer;
     if (moved > 0) fk_debug("worker.promote", NULL, "moved %lld due retries", moved);
-    /* A full batch means more are due: go again at once. */
-    if (moved >= w->cfg.promote_batch && !w->stopping) on_promote_tick(&w->promote_timer);
+    /* A full batch means more are due: go again at once. Otherwise wake
+     * up right when the next retry is due, if that is before the next
+     * regular tick: retries start within a few ms of their due time. */
+    long long wait = reply->element[1]->integer;
+    if (w->stopping) return;
+    if (moved >= w->cfg.promote_batch)
+        on_promote_tick(&w->promote_timer);
+    else if (wait >= 0 && wait < w->cfg.promote_ms)
+        uv_timer_start(&w->promote_timer, on_promote_tick, (uint64_t)wait + 1,
+                       (uint64_t)w->cfg.promote_ms);
 }
 
 static void on_promote_tick(uv_timer_t *t) {
