@@ -26,8 +26,32 @@ long long fk_t_load_stock(redisContext *c, const char *prefix, long long per_sku
     return total;
 }
 
+/* FK_T_PRODUCER=redis-cli: write the orders with the redis-cli binary
+ * (plain XADD lines on its stdin), as a shop's scripts would. */
+static long long produce_cli(redisContext *c, const char *prefix, const char *idp,
+                             long long first, long long n) {
+    char cmd[256];
+    long long qty_total = 0;
+    snprintf(cmd, sizeof(cmd), "redis-cli -h %s -p %d > /dev/null", c->tcp.host, c->tcp.port);
+    FILE *p = popen(cmd, "w");
+    if (!p) fk_t_fail("cannot run redis-cli");
+    for (long long k = first; k < first + n; k++) {
+        int qty = (int)(k % 3) + 1;
+        fprintf(p,
+                "XADD %s:orders * order '{\"order_id\":\"%s%lld\",\"sku\":\"%s\","
+                "\"qty\":%d,\"amount\":%d,\"currency\":\"CNY\","
+                "\"buyer\":\"b%lld@example.com\"}'\n",
+                prefix, idp, k, skus[k % FK_T_SKUS], qty, 1000 * qty, k % 97);
+        qty_total += qty;
+    }
+    if (pclose(p) != 0) fk_t_fail("redis-cli failed");
+    return qty_total;
+}
+
 long long fk_t_produce(redisContext *c, const char *prefix, const char *idp, long long first,
                        long long n) {
+    const char *how = getenv("FK_T_PRODUCER");
+    if (how && strcmp(how, "redis-cli") == 0) return produce_cli(c, prefix, idp, first, n);
     long long qty_total = 0;
     const long long chunk = 500;
     for (long long b = 0; b < n; b += chunk) {

@@ -27,7 +27,8 @@ long long fk_t_load_stock(redisContext *c, const char *prefix, long long per_sku
 const char *fk_t_sku(int i);
 
 /* XADD n valid orders "<idp><k>" (k = first..first+n-1) with qty 1..3 and
- * sku by k; returns the total qty. Pipelined. */
+ * sku by k; returns the total qty. Pipelined through c, or with the
+ * redis-cli binary when FK_T_PRODUCER=redis-cli. */
 long long fk_t_produce(redisContext *c, const char *prefix, const char *idp, long long first,
                        long long n);
 

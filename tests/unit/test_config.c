@@ -352,10 +352,11 @@ static const int_row int_rows[] = {
     {"retry-cap-ms", F(retry_cap_ms), 1, 86400000, {"--retry-base-ms=1", NULL}},
     {"retry-max", F(retry_max), 1, 1000, {NULL}},
     {"poll-max", F(poll_max), 1, 100000, {NULL}},
-    {"idem-ttl-s", F(idem_ttl_s), 1, 31536000, {NULL}},
+    /* retention must be 0 or >= the idempotency TTL: pin the other one */
+    {"idem-ttl-s", F(idem_ttl_s), 1, 31536000, {"--retention-s=0", NULL}},
     {"order-ttl-s", F(order_ttl_s), 1, 31536000, {NULL}},
     {"payment-ttl-s", F(payment_ttl_s), 1, 31536000, {NULL}},
-    {"retention-s", F(retention_s), 0, 315360000, {NULL}},
+    {"retention-s", F(retention_s), 0, 315360000, {"--idem-ttl-s=1", NULL}},
     {"dead-max", F(dead_max), 100, 100000000, {NULL}},
     {"max-deliveries", F(max_deliveries), 1, 1000, {NULL}},
     {"http-timeout-ms", F(http_timeout_ms), 100, 600000, {"--http-connect-timeout-ms=50", NULL}},
@@ -364,6 +365,11 @@ static const int_row int_rows[] = {
     {"http-max", F(http_max), 1, 10000, {NULL}},
     {"webhook-max", F(webhook_max), 1, 1000, {NULL}},
     {"redis-timeout-ms", F(redis_timeout_ms), 100, 600000, {NULL}},
+    /* faka-reaper's rows */
+    {"reap-ms", F(reap_ms), 50, 600000, {NULL}},
+    {"reap-batch", F(reap_batch), 1, 10000, {NULL}},
+    {"worker-ttl-ms", F(worker_ttl_ms), 3000, 86400000, {NULL}},
+    {"stream-trim", F(stream_trim), 0, 1, {NULL}},
 };
 #undef F
 #define NROWS (sizeof(int_rows) / sizeof(int_rows[0]))
@@ -383,7 +389,7 @@ static int load_row(const int_row *r, const char *value, int two_words) {
     }
     for (int i = 0; r->companions[i]; i++) args[n++] = r->companions[i];
     args[n] = NULL;
-    return loadv(FK_BIN_WORKER, NULL, args);
+    return loadv(FK_BIN_WORKER | FK_BIN_REAPER, NULL, args);
 }
 
 static long long row_value(const int_row *r) {
@@ -619,6 +625,41 @@ static void t_cross_connect_timeout(void **state) {
     assert_int_equal(g_cfg.http_connect_timeout_ms, 100);
 }
 
+/* A finished record must outlive its idempotency key (docs/KEYSPACE.md). */
+static void t_cross_retention(void **state) {
+    (void)state;
+    BAD("retention-s", LOAD(FK_BIN_WORKER, "--retention-s=86399"));     /* default idem 86400 */
+    BAD("idem-ttl-s", LOAD(FK_BIN_REAPER, "--retention-s=5", "--idem-ttl-s=6"));
+    OK(LOAD(FK_BIN_REAPER, "--retention-s=5", "--idem-ttl-s=5"));
+    OK(LOAD(FK_BIN_WORKER, "--retention-s=0", "--idem-ttl-s=31536000")); /* kept forever */
+    setenv("FAKA_IDEM_TTL_S", "700000", 1);
+    BAD("retention-s", LOAD0(FK_BIN_CTL)); /* default retention 604800 */
+}
+
+/* The reaper's rows: defaults, environment, and only the reaper (and
+ * fakactl, for worker-ttl-ms) takes them. */
+static void t_reaper_rows(void **state) {
+    (void)state;
+    OK(LOAD0(FK_BIN_REAPER));
+    assert_int_equal(g_cfg.reap_ms, 1000);
+    assert_int_equal(g_cfg.reap_batch, 100);
+    assert_int_equal(g_cfg.worker_ttl_ms, 30000);
+    assert_int_equal(g_cfg.stream_trim, 1);
+    setenv("FAKA_REAP_MS", "250", 1);
+    setenv("FAKA_STREAM_TRIM", "0", 1);
+    OK(LOAD(FK_BIN_REAPER, "--reap-batch=7", "--worker-ttl-ms", "4000"));
+    assert_int_equal(g_cfg.reap_ms, 250);
+    assert_int_equal(g_cfg.reap_batch, 7);
+    assert_int_equal(g_cfg.worker_ttl_ms, 4000);
+    assert_int_equal(g_cfg.stream_trim, 0);
+    BAD("--reap-ms", LOAD(FK_BIN_WORKER, "--reap-ms=100"));
+    BAD("--stream-trim", LOAD(FK_BIN_CTL, "--stream-trim=0"));
+    OK(LOAD(FK_BIN_CTL, "--worker-ttl-ms=5000"));
+    assert_int_equal(g_cfg.worker_ttl_ms, 5000);
+    setenv("FAKA_STREAM_TRIM", "on", 1);
+    BAD("FAKA_STREAM_TRIM", LOAD0(FK_BIN_REAPER));
+}
+
 /* ---- worker id default ---------------------------------------------------- */
 
 static int id_char_ok(char c) {
@@ -679,6 +720,8 @@ int main(void) {
         cmocka_unit_test_setup(t_cross_http_lease, clear_env),
         cmocka_unit_test_setup(t_cross_webhook, clear_env),
         cmocka_unit_test_setup(t_cross_connect_timeout, clear_env),
+        cmocka_unit_test_setup(t_cross_retention, clear_env),
+        cmocka_unit_test_setup(t_reaper_rows, clear_env),
         cmocka_unit_test_setup(t_worker_id_default, clear_env),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
