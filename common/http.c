@@ -45,6 +45,7 @@ struct http_req {
     int active;                 /* 1: added to the multi */
     int closed_sent;            /* maybe_sent, computed by fk_http_close */
     int oom;                    /* the body buffer could not grow */
+    uint64_t created;           /* uv_now() at fk_http_request */
     char *retry_after;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -255,6 +256,17 @@ static void http_pump(fk_http *h) {
            h->active.n < (size_t)h->opts.max_concurrent) {
         http_req *r = h->queue.head;
         list_unlink(&h->queue, r);
+        /* The total timeout counts from fk_http_request, queue time
+         * included: a caller fencing a request with a lease relies on it
+         * ending in time. A request whose time ran out in the queue never
+         * goes out (maybe_sent 0). */
+        uint64_t waited = uv_now(h->loop) - r->created;
+        if (waited >= (uint64_t)h->opts.total_timeout_ms) {
+            req_complete(r, CURLE_OK, CURLM_OK, FK_ETIMEOUT, 0);
+            continue;
+        }
+        curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS,
+                         (long)((uint64_t)h->opts.total_timeout_ms - waited));
         int rc = req_start(h, r);
         if (rc < 0)
             req_complete(r, CURLE_OK, CURLM_OK, rc, 0);
@@ -640,6 +652,7 @@ int fk_http_request(fk_http *h, const char *method, const char *url,
     r->h = h;
     r->cb = cb;
     r->arg = arg;
+    r->created = uv_now(h->loop);
     rc = req_setup(h, r, method, url, headers, body, body_len);
     if (rc == 0) {
         if (!h->queue.head && h->active.n < (size_t)h->opts.max_concurrent)

@@ -599,6 +599,25 @@ static void test_total_timeout(void **state) {
     assert_int_equal(S.requests, 1);
 }
 
+/* Time in the queue counts against the total timeout: with one request
+ * on the wire hanging, a queued one ends at the same deadline, unsent. */
+static void test_queue_time_counts(void **state) {
+    (void)state;
+    make_client(1, 300);
+    got a = {0}, b = {0};
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(request("POST", "/hang", "{}", &a), 0);
+    assert_int_equal(request("POST", "/hang", "{}", &b), 0);
+    run_until(&b.calls, 1, 5000);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    run_until(&a.calls, 1, 5000);
+    assert_int_equal(b.err, FK_ETIMEOUT);
+    assert_int_equal(b.maybe_sent, 0);
+    assert_true(ms < 550); /* not 300 in the queue + 300 on the wire */
+    assert_int_equal(a.err, FK_ETIMEOUT);
+    assert_int_equal(a.maybe_sent, 1);
+}
+
 static void test_closed_without_answer(void **state) {
     (void)state;
     make_client(4, 5000);
@@ -1354,6 +1373,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_time_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_without_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_churn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queueing, setup, teardown),
