@@ -362,14 +362,6 @@ static void shutdown_all(fk_worker *w) {
     w->stopping = 2;
     fk_info("worker.stop", NULL, "stopping: %llu settled, %llu left pending, %llu abandoned",
             w->n_settled, w->n_left, w->n_abandoned);
-    /* Jobs still in flight (deadline passed) are dropped; their entries
-     * stay pending in Redis and are reclaimed by the fleet. */
-    while (w->jobs) {
-        fk_job *j = w->jobs;
-        w->jobs = j->next;
-        fk_job_free(j);
-    }
-    w->inflight = 0;
     close_handle(w, (uv_handle_t *)&w->promote_timer);
     close_handle(w, (uv_handle_t *)&w->duty_timer);
     close_handle(w, (uv_handle_t *)&w->sigterm);
@@ -379,14 +371,19 @@ static void shutdown_all(fk_worker *w) {
         fk_notifier_close(w->notifier, on_redis_closed, w);
         w->notifier = NULL;
     }
-    if (w->gw) {
-        fk_gateway_free(w->gw);
-        w->gw = NULL;
-    }
+    /* Order matters: closing HTTP calls every pending gateway callback
+     * (FK_ECLOSED), and those jobs then talk to Redis; closing Redis gives
+     * every pending reply NULL, and those jobs end as abandoned (their
+     * entries stay pending and are reclaimed by the fleet). Only then is
+     * nothing left that could touch a job, the gateway or a connection. */
     if (w->http) {
         w->closing++;
         fk_http_close(w->http, on_http_closed, w);
         w->http = NULL;
+    }
+    if (w->gw) {
+        fk_gateway_free(w->gw);
+        w->gw = w->ctx.gateway = NULL;
     }
     if (w->rd) {
         w->closing++;
@@ -396,7 +393,13 @@ static void shutdown_all(fk_worker *w) {
         w->closing++;
         fk_redis_close(w->cmd, on_redis_closed, w);
     }
-    w->rd = w->cmd = NULL;
+    w->rd = w->cmd = w->ctx.redis = NULL;
+    while (w->jobs) { /* none should be left; never leak one */
+        fk_job *j = w->jobs;
+        w->jobs = j->next;
+        fk_job_free(j);
+    }
+    w->inflight = 0;
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
