@@ -1,0 +1,672 @@
+/* reaper.c -- faka-reaper's loop: settling orders past their deadline,
+ * sweeping dead consumers, trimming the stream (see reaper.h). */
+#include "reaper.h"
+#include "clock.h"
+#include "err.h"
+#include "gateway.h"
+#include "guard.h"
+#include "http.h"
+#include "keys.h"
+#include "log.h"
+#include "order.h"
+#include "redis.h"
+#include "scripts.h"
+#include "state.h"
+#include "transition.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct fk_reaper fk_reaper;
+
+/* One order being settled. It always has exactly one operation
+ * outstanding (a Redis call, a guard check or a gateway query), whose
+ * callback carries it on or ends it with settle_end(). */
+typedef struct settle {
+    struct settle *prev, *next;
+    fk_reaper *rp;
+    char order_id[FK_ORDER_ID_MAX + 1];
+    fk_state state;   /* the state the next transition starts from */
+    fk_state to;      /* the target of the transition in flight */
+    char fence[24];
+    char charge[16];
+    char idem[FK_IDEM_KEY_MAX + 1];
+    char sku[FK_SKU_MAX_CHARS * 4 + 1];
+    char buyer[FK_BUYER_MAX_CHARS * 4 + 1];
+    char pay_status[16];
+    char payment_id[FK_PAYMENT_ID_MAX + 1];
+    int has_resv;
+    int probe;        /* the guard let our query through as a half-open probe */
+} settle;
+
+struct fk_reaper {
+    uv_loop_t loop;
+    fk_config cfg;
+    fk_keys keys;
+    fk_redis_target target;
+    fk_redis *cmd;
+    fk_http *http;
+    fk_gateway *gw;  /* NULL: --gateway none */
+    fk_guard_policy guard;
+    int notify;      /* a shop webhook is configured: queue it on delivery */
+
+    settle *settles; /* in flight */
+    size_t inflight;
+    int scanning, sweeping, trimming;
+    int rescan;      /* the last scan was a full batch: scan again when room frees up */
+
+    int stopping;    /* 1 draining, 2 closing */
+    uint64_t stop_deadline;
+    int exit_code;
+    int closing;     /* handles and clients being closed */
+
+    uv_timer_t tick;
+    uv_signal_t sigterm, sigint;
+    uint64_t last_heartbeat;
+    long long live_workers, live_reapers;
+
+    unsigned long long n_taken, n_busy, n_gone, n_stale, n_deferred, n_abandoned;
+    unsigned long long n_final[FK_ST__COUNT];
+    unsigned long long n_trimmed, n_consumers;
+};
+
+static void shutdown_all(fk_reaper *rp);
+static void scan(fk_reaper *rp);
+
+/* ---- settling: bookkeeping ------------------------------------------------ */
+
+static int settling(const fk_reaper *rp, const char *id, size_t len) {
+    for (const settle *s = rp->settles; s; s = s->next)
+        if (strlen(s->order_id) == len && memcmp(s->order_id, id, len) == 0) return 1;
+    return 0;
+}
+
+/* The settlement is over (done, skipped or abandoned: an abandoned order
+ * keeps its past deadline and is taken up again once the lease runs out). */
+static void settle_end(settle *s) {
+    fk_reaper *rp = s->rp;
+    if (s->prev) s->prev->next = s->next;
+    else rp->settles = s->next;
+    if (s->next) s->next->prev = s->prev;
+    rp->inflight--;
+    free(s);
+    if (rp->stopping == 1 && rp->inflight == 0 && !rp->scanning) shutdown_all(rp);
+    else if (rp->rescan && !rp->stopping) scan(rp);
+}
+
+/* 1 when callbacks must not start anything new (closing down). */
+static int closing(const settle *s) { return s->rp->stopping == 2; }
+
+static void abandon(settle *s, const char *what, int rc) {
+    if (!closing(s))
+        fk_warn("reaper.abandon", s->order_id, "%s: %s; taken up again after the lease", what,
+                fk_strerror(rc));
+    s->rp->n_abandoned++;
+    settle_end(s);
+}
+
+/* ---- settling: transitions ---------------------------------------------------- */
+
+static void deliver(settle *s);
+
+static void on_transition(fk_redis *r, redisReply *reply, void *arg) {
+    settle *s = arg;
+    fk_reaper *rp = s->rp;
+    char err[256];
+    (void)r;
+    if (closing(s)) {
+        settle_end(s);
+        return;
+    }
+    int rc = fk_transition_result(reply, err, sizeof(err));
+    if (rc == FK_TR_STALE) {
+        /* someone else (a payment entry, another reaper after our lease
+         * ran out, an operator) moved the order on: theirs stands */
+        fk_info("reaper.stale", s->order_id, "order moved on (now %s); leaving it",
+                reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING
+                    ? reply->element[1]->str
+                    : "?");
+        rp->n_stale++;
+        settle_end(s);
+        return;
+    }
+    if (rc == FK_TR_NORESV) {
+        /* paid, but the codes are not held for this order any more: never
+         * deliver from stock that may have gone to someone else */
+        fk_error("reaper.noresv", s->order_id, "paid but no reservation; sending to review");
+        fk_tr t = {FK_ST_PROCESSING, FK_ST_MANUAL_REVIEW, FK_R_PAYMENT_UNKNOWN,
+                   "paid, but the reserved codes are gone", "V", 0, "paid", NULL,
+                   "settled_by", rp->cfg.worker_id, NULL, NULL};
+        s->to = t.to;
+        fk_tr_order o = {s->order_id, s->sku, s->buyer, s->fence, NULL};
+        rc = fk_transition(rp->cmd, &rp->cfg, &rp->keys, &o, &t, on_transition, s);
+        if (rc) abandon(s, "review transition not sent", rc);
+        return;
+    }
+    if (rc != FK_TR_OK) {
+        if (rc == FK_EREDIS) fk_error("reaper.redis", s->order_id, "transition: %s", err);
+        abandon(s, "transition failed", rc < 0 ? rc : FK_EPROTO);
+        return;
+    }
+    fk_state from = s->state;
+    s->state = s->to;
+    if (from == FK_ST_PENDING_PAYMENT && s->to == FK_ST_PROCESSING) {
+        deliver(s); /* the second hop: the table has no pending_payment -> completed */
+        return;
+    }
+    fk_info("reaper.settled", s->order_id, "%s -> %s", fk_state_name(from),
+            fk_state_name(s->to));
+    rp->n_final[s->to]++;
+    settle_end(s);
+}
+
+/* Apply one fenced transition from s->state; ops without 'K' drop our
+ * lease. Final states record which reaper settled the order. */
+static void go(settle *s, fk_state to, fk_reason reason, const char *detail, const char *ops,
+               long long delay_ms, const char *charge, const char *payment_id) {
+    fk_reaper *rp = s->rp;
+    fk_tr t = {s->state, to, reason, detail, ops, delay_ms, charge, payment_id,
+               fk_state_is_final(to) ? "settled_by" : NULL, rp->cfg.worker_id, NULL, NULL};
+    fk_tr_order o = {s->order_id, s->sku, s->buyer, s->fence, NULL};
+    s->to = to;
+    int rc = fk_transition(rp->cmd, &rp->cfg, &rp->keys, &o, &t, on_transition, s);
+    if (rc) abandon(s, "transition not sent", rc);
+}
+
+static void deliver(settle *s) {
+    go(s, FK_ST_COMPLETED, FK_R_NONE, NULL, s->rp->notify ? "DN" : "D", 0, "paid",
+       s->payment_id[0] ? s->payment_id : NULL);
+}
+
+static void expire(settle *s, const char *charge) {
+    int unpaid = s->state == FK_ST_PENDING_PAYMENT;
+    go(s, FK_ST_EXPIRED, unpaid ? FK_R_UNPAID_TIMEOUT : FK_R_PROCESSING_TIMEOUT, NULL, "L", 0,
+       charge, NULL);
+}
+
+static void review(settle *s, const char *detail) {
+    go(s, FK_ST_MANUAL_REVIEW, FK_R_PAYMENT_UNKNOWN, detail, "V", 0, NULL, NULL);
+}
+
+/* ---- settling: the gateway ------------------------------------------------------ */
+
+static void on_query(void *arg, const fk_gw_result *res) {
+    settle *s = arg;
+    fk_reaper *rp = s->rp;
+    if (closing(s)) {
+        settle_end(s);
+        return;
+    }
+    int rc = fk_guard_report(rp->cmd, &rp->keys, &rp->guard, res->outcome == FK_GW_TRANSIENT,
+                             s->probe);
+    if (rc) fk_debug("guard.report", s->order_id, "not sent: %s", fk_strerror(rc));
+    fk_info("reaper.query", s->order_id, "%s past its deadline; gateway says %s (%s)",
+            fk_state_name(s->state), fk_gw_outcome_name(res->outcome), res->detail);
+    if (res->payment_id[0])
+        snprintf(s->payment_id, sizeof(s->payment_id), "%s", res->payment_id);
+    if (s->state == FK_ST_PENDING_PAYMENT) {
+        if (res->outcome == FK_GW_PAID && s->has_resv) {
+            go(s, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0, "paid", NULL);
+        } else if (res->outcome == FK_GW_PAID) {
+            review(s, "paid after the reservation was released");
+        } else {
+            /* the final query found no payment: a payment that still comes
+             * later reaches a human (payment.lua, late_payment) */
+            expire(s, NULL);
+        }
+        return;
+    }
+    switch (res->outcome) {
+    case FK_GW_PAID:
+        deliver(s);
+        return;
+    case FK_GW_NOT_FOUND:
+        /* proof that no charge exists for the key; the lease we hold fences
+         * every worker's charge request, so none can still land */
+        expire(s, "absent");
+        return;
+    case FK_GW_DECLINED:
+    case FK_GW_RISK:
+        go(s, FK_ST_FAILED, FK_R_PAYMENT_DECLINED, res->detail, "L", 0, "declined", NULL);
+        return;
+    case FK_GW_PENDING:
+        /* the buyer still has to act: wait for the payment TTL, polled by
+         * the workers like any pending payment */
+        go(s, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P", rp->cfg.retry_base_ms, "pending",
+           s->payment_id[0] ? s->payment_id : NULL);
+        return;
+    default:
+        review(s, res->detail[0] ? res->detail : "the gateway could not say");
+        return;
+    }
+}
+
+static void query(settle *s) {
+    const char *key = s->idem[0] ? s->idem : s->order_id;
+    int rc = fk_gateway_query(s->rp->gw, key, on_query, s);
+    if (rc == FK_EINVAL) /* a stored key the gateway client refuses: nobody can ask */
+        review(s, "the order's idempotency key cannot be sent to the gateway");
+    else if (rc)
+        abandon(s, "gateway query not sent", rc);
+}
+
+static void on_guard(void *arg, int err, const fk_guard_verdict *v) {
+    settle *s = arg;
+    if (closing(s)) {
+        settle_end(s);
+        return;
+    }
+    if (err) {
+        abandon(s, "gateway guard check", err);
+        return;
+    }
+    if (!v->allow) {
+        /* the breaker is open or the fleet's rate is used up: ask later
+         * rather than sending the order to review for an outage */
+        fk_info("reaper.deferred", s->order_id, "gateway guard refused (%s, breaker %s)",
+                v->why, v->state);
+        s->rp->n_deferred++;
+        settle_end(s);
+        return;
+    }
+    s->probe = v->probe;
+    query(s);
+}
+
+/* Decide what we can from the record alone; ask the gateway otherwise. */
+static void decide(settle *s) {
+    fk_reaper *rp = s->rp;
+    if (s->state == FK_ST_PROCESSING) {
+        if (strcmp(s->pay_status, "succeeded") == 0) { /* the shop reported it paid */
+            deliver(s);
+            return;
+        }
+        if (strcmp(s->pay_status, "declined") == 0) {
+            go(s, FK_ST_FAILED, FK_R_PAYMENT_DECLINED, "the shop reported the payment declined",
+               "L", 0, "declined", NULL);
+            return;
+        }
+        /* charge=sent is written before any request leaves: none or absent
+         * proves no charge exists */
+        if (!s->charge[0] || strcmp(s->charge, "none") == 0 ||
+            strcmp(s->charge, "absent") == 0) {
+            expire(s, NULL);
+            return;
+        }
+        if (!rp->gw) {
+            review(s, "no gateway configured to ask about the charge");
+            return;
+        }
+    } else if (!rp->gw) {
+        expire(s, NULL);
+        return;
+    }
+    int rc = fk_guard_check(rp->cmd, &rp->keys, &rp->guard, on_guard, s);
+    if (rc) abandon(s, "gateway guard check not sent", rc);
+}
+
+static const char *str_at(const redisReply *r, size_t i) {
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING) return "";
+    return r->element[i]->str;
+}
+
+static void on_take(fk_redis *r, redisReply *reply, void *arg) {
+    settle *s = arg;
+    fk_reaper *rp = s->rp;
+    char err[256];
+    (void)r;
+    if (closing(s)) {
+        settle_end(s);
+        return;
+    }
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.redis", s->order_id, "settle_take: %s", err);
+    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)) rc = FK_EPROTO;
+    if (rc) {
+        abandon(s, "settle_take failed", rc);
+        return;
+    }
+    const char *st = str_at(reply, 0);
+    if (strcmp(st, "take") != 0 || reply->elements < 10) {
+        if (strcmp(st, "busy") == 0) rp->n_busy++;
+        else rp->n_gone++;
+        fk_debug("reaper.skip", s->order_id, "%s %s", st, str_at(reply, 1));
+        settle_end(s);
+        return;
+    }
+    s->state = fk_state_parse(str_at(reply, 1));
+    snprintf(s->fence, sizeof(s->fence), "%s", str_at(reply, 2));
+    snprintf(s->charge, sizeof(s->charge), "%s", str_at(reply, 3));
+    snprintf(s->idem, sizeof(s->idem), "%s", str_at(reply, 4));
+    snprintf(s->sku, sizeof(s->sku), "%s", str_at(reply, 5));
+    snprintf(s->buyer, sizeof(s->buyer), "%s", str_at(reply, 6));
+    snprintf(s->pay_status, sizeof(s->pay_status), "%s", str_at(reply, 7));
+    snprintf(s->payment_id, sizeof(s->payment_id), "%s", str_at(reply, 8));
+    s->has_resv = strcmp(str_at(reply, 9), "1") == 0;
+    rp->n_taken++;
+    if (s->state != FK_ST_PROCESSING && s->state != FK_ST_PENDING_PAYMENT) {
+        abandon(s, "settle_take returned an unexpected state", FK_EPROTO);
+        return;
+    }
+    decide(s);
+}
+
+static void take(fk_reaper *rp, const char *id, size_t len) {
+    char okey[FK_KEY_MAX];
+    settle *s = calloc(1, sizeof(*s));
+    if (!s) {
+        fk_error("reaper.oom", NULL, "no memory to settle an order; next sweep");
+        return;
+    }
+    s->rp = rp;
+    memcpy(s->order_id, id, len);
+    s->order_id[len] = '\0';
+    s->next = rp->settles;
+    if (rp->settles) rp->settles->prev = s;
+    rp->settles = s;
+    rp->inflight++;
+    fk_key_order(&rp->keys, s->order_id, okey, sizeof(okey));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, rp->keys.active);
+    fk_args_str(&a, rp->keys.retry);
+    fk_args_str(&a, s->order_id);
+    fk_args_ll(&a, rp->cfg.lease_ms);
+    int rc = fk_script_call(rp->cmd, FK_LUA_SETTLE_TAKE, 3, &a, on_take, s);
+    if (rc) abandon(s, "settle_take not sent", rc);
+}
+
+/* ---- settling: finding the candidates ------------------------------------------- */
+
+static void on_scan(fk_redis *r, redisReply *reply, void *arg) {
+    fk_reaper *rp = arg;
+    char err[256];
+    (void)r;
+    rp->scanning = 0;
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.scan", NULL, "settle_due: %s", err);
+    if (rc || reply->type != REDIS_REPLY_ARRAY || rp->stopping) {
+        if (rp->stopping == 1 && rp->inflight == 0) shutdown_all(rp);
+        return;
+    }
+    size_t started = 0;
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (rp->inflight >= (size_t)rp->cfg.reap_batch) break;
+        /* ids come from the index, which only Lua writes; a malformed one
+         * would be an index corruption: skip it rather than act on it */
+        if (e->type != REDIS_REPLY_STRING || e->len > FK_ORDER_ID_MAX ||
+            strlen(e->str) != e->len || !fk_order_id_valid(e->str)) {
+            fk_warn("reaper.index", NULL, "skipping a malformed id in %s", rp->keys.active);
+            continue;
+        }
+        if (settling(rp, e->str, e->len)) continue;
+        take(rp, e->str, e->len);
+        started++;
+    }
+    /* a full batch: more may be due; scan again as soon as there is room */
+    rp->rescan = reply->elements >= (size_t)rp->cfg.reap_batch && started > 0;
+    if (started) fk_debug("reaper.scan", NULL, "%zu of %zu due orders taken up", started,
+                          reply->elements);
+}
+
+static void scan(fk_reaper *rp) {
+    if (rp->scanning || rp->stopping || !fk_redis_ready(rp->cmd)) return;
+    if (rp->inflight >= (size_t)rp->cfg.reap_batch) return;
+    rp->rescan = 0;
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, rp->keys.active);
+    fk_args_ll(&a, rp->cfg.reap_batch);
+    if (fk_script_call(rp->cmd, FK_LUA_SETTLE_DUE, 1, &a, on_scan, rp) == 0) rp->scanning = 1;
+}
+
+/* ---- housekeeping: consumers and the stream ---------------------------------------- */
+
+static void on_sweep(fk_redis *r, redisReply *reply, void *arg) {
+    fk_reaper *rp = arg;
+    char err[256];
+    (void)r;
+    rp->sweeping = 0;
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.consumers", NULL, "sweep_consumers: %s", err);
+    if (rc || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY)
+        return;
+    const redisReply *removed = reply->element[0];
+    for (size_t i = 0; i < removed->elements; i++)
+        if (removed->element[i]->type == REDIS_REPLY_STRING)
+            fk_info("reaper.consumer", NULL,
+                    "removed consumer %s: nothing pending, no heartbeat for %lld ms",
+                    removed->element[i]->str, rp->cfg.worker_ttl_ms);
+    rp->n_consumers += removed->elements;
+    long long workers = reply->element[2]->integer, reapers = reply->element[3]->integer;
+    if (workers != rp->live_workers || reapers != rp->live_reapers)
+        fk_info("reaper.fleet", NULL, "live workers %lld, live reapers %lld", workers, reapers);
+    rp->live_workers = workers;
+    rp->live_reapers = reapers;
+}
+
+static void sweep(fk_reaper *rp) {
+    if (rp->sweeping) return;
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, rp->keys.stream);
+    fk_args_str(&a, rp->keys.workers);
+    fk_args_str(&a, rp->keys.reapers);
+    fk_args_str(&a, rp->keys.group);
+    fk_args_ll(&a, rp->cfg.worker_ttl_ms);
+    if (fk_script_call(rp->cmd, FK_LUA_SWEEP_CONSUMERS, 3, &a, on_sweep, rp) == 0)
+        rp->sweeping = 1;
+}
+
+static void on_trim(fk_redis *r, redisReply *reply, void *arg) {
+    fk_reaper *rp = arg;
+    char err[256];
+    (void)r;
+    rp->trimming = 0;
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.trim", NULL, "trim_stream: %s", err);
+    if (rc || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER)
+        return;
+    long long n = reply->element[1]->integer;
+    rp->n_trimmed += (unsigned long long)n;
+    if (n > 0)
+        fk_debug("reaper.trim", NULL, "trimmed %lld acknowledged entries (oldest kept %s)", n,
+                 str_at(reply, 2));
+}
+
+static void trim(fk_reaper *rp) {
+    if (rp->trimming || !rp->cfg.stream_trim) return;
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, rp->keys.stream);
+    if (fk_script_call(rp->cmd, FK_LUA_TRIM_STREAM, 1, &a, on_trim, rp) == 0) rp->trimming = 1;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t) {
+    fk_reaper *rp = t->data;
+    uint64_t now = uv_now(&rp->loop);
+    if (rp->stopping) {
+        if (rp->stopping == 1 && now >= rp->stop_deadline) {
+            fk_warn("reaper.drain", NULL,
+                    "drain deadline passed with %zu settlements in flight; their leases run "
+                    "out and any reaper takes them up again",
+                    rp->inflight);
+            shutdown_all(rp);
+        }
+        return;
+    }
+    if (!fk_redis_ready(rp->cmd)) return;
+    if (now - rp->last_heartbeat >= 1000) {
+        rp->last_heartbeat = now;
+        fk_redis_command(rp->cmd, NULL, NULL, "ZADD %s %lld %s", rp->keys.reapers, fk_now_ms(),
+                         rp->cfg.worker_id);
+    }
+    sweep(rp);
+    trim(rp);
+    scan(rp);
+}
+
+static void on_redis_event(fk_redis *r, int event, void *arg) {
+    fk_reaper *rp = arg;
+    if (event == FK_REDIS_UP) {
+        fk_scripts_load(r);
+        if (!rp->stopping) on_tick(&rp->tick);
+    } else {
+        /* outstanding calls get NULL replies and clear their own flags */
+        fk_warn("reaper.redis", NULL, "connection lost; reconnecting");
+    }
+}
+
+/* ---- start and stop ------------------------------------------------------------------ */
+
+static void on_closed(uv_handle_t *h) {
+    fk_reaper *rp = h->data;
+    rp->closing--;
+}
+
+static void on_client_closed(void *arg) {
+    fk_reaper *rp = arg;
+    rp->closing--;
+}
+
+static void close_handle(fk_reaper *rp, uv_handle_t *h) {
+    if (uv_is_closing(h)) return;
+    h->data = rp;
+    rp->closing++;
+    uv_close(h, on_closed);
+}
+
+/* Close everything; the loop then runs dry and fk_reaper_run returns. The
+ * settlements still in flight get their callbacks (FK_ECLOSED from the
+ * HTTP client, NULL replies from Redis) and end there without starting
+ * anything; what they held is taken up again after the lease. */
+static void shutdown_all(fk_reaper *rp) {
+    if (rp->stopping == 2) return;
+    rp->stopping = 2;
+    fk_info("reaper.stop",
+            NULL,
+            "stopping: taken %llu, completed %llu, expired %llu, failed %llu, review %llu, "
+            "pending_payment %llu, busy %llu, gone %llu, stale %llu, deferred %llu, "
+            "abandoned %llu; trimmed %llu entries, removed %llu consumers",
+            rp->n_taken, rp->n_final[FK_ST_COMPLETED], rp->n_final[FK_ST_EXPIRED],
+            rp->n_final[FK_ST_FAILED], rp->n_final[FK_ST_MANUAL_REVIEW],
+            rp->n_final[FK_ST_PENDING_PAYMENT], rp->n_busy, rp->n_gone, rp->n_stale,
+            rp->n_deferred, rp->n_abandoned, rp->n_trimmed, rp->n_consumers);
+    close_handle(rp, (uv_handle_t *)&rp->tick);
+    close_handle(rp, (uv_handle_t *)&rp->sigterm);
+    close_handle(rp, (uv_handle_t *)&rp->sigint);
+    if (rp->gw) {
+        fk_gateway_free(rp->gw);
+        rp->gw = NULL;
+    }
+    if (rp->http) {
+        rp->closing++;
+        fk_http_close(rp->http, on_client_closed, rp);
+        rp->http = NULL;
+    }
+    if (rp->cmd) {
+        rp->closing++;
+        fk_redis_close(rp->cmd, on_client_closed, rp);
+        rp->cmd = NULL;
+    }
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+    fk_reaper *rp = sig->data;
+    if (rp->stopping) {
+        fk_warn("reaper.signal", NULL, "second signal %d: exiting now", signum);
+        /* whatever is held is taken up again once its lease runs out */
+        _exit(FK_REAPER_EXIT_FORCED);
+    }
+    fk_info("reaper.signal", NULL, "signal %d: finishing %zu settlements in flight", signum,
+            rp->inflight);
+    rp->stopping = 1;
+    rp->stop_deadline = uv_now(&rp->loop) + (uint64_t)rp->cfg.lease_ms;
+    if (rp->inflight == 0 && !rp->scanning) shutdown_all(rp);
+}
+
+/* Set up the clients; 0 or an exit status. */
+static int setup(fk_reaper *rp) {
+    const fk_config *cfg = &rp->cfg;
+    if (strcmp(cfg->gateway_url, "none") != 0) {
+        fk_http_options ho = {cfg->http_connect_timeout_ms, cfg->http_timeout_ms,
+                              (int)cfg->http_max, 1};
+        int rc = fk_http_init(&rp->http, &rp->loop, &ho);
+        if (!rc) rc = fk_gateway_init(&rp->gw, rp->http, cfg->gateway_url);
+        if (rc) {
+            fk_error("reaper.http", NULL, "cannot set up the gateway client: %s",
+                     fk_strerror(rc));
+            return rc == FK_ENOMEM ? FK_REAPER_EXIT_NOMEM : FK_REAPER_EXIT_HTTP;
+        }
+    }
+    char cname[160];
+    snprintf(cname, sizeof(cname), "faka-reaper:%s", cfg->worker_id);
+    fk_redis_options co = {"cmd", cname, cfg->redis_timeout_ms, cfg->redis_timeout_ms,
+                           1000, 100, 2000};
+    if (fk_redis_open(&rp->cmd, &rp->loop, &rp->target, &co, on_redis_event, rp)) {
+        fk_error("reaper.redis", NULL, "out of memory opening the connection");
+        return FK_REAPER_EXIT_NOMEM;
+    }
+    return 0;
+}
+
+int fk_reaper_run(const fk_config *cfg) {
+    fk_reaper *rp = calloc(1, sizeof(*rp));
+    char err[256];
+    if (!rp) return FK_REAPER_EXIT_NOMEM;
+    rp->cfg = *cfg;
+    fk_keys_init(&rp->keys, cfg->prefix);
+    fk_guard_policy_init(&rp->guard, cfg);
+    rp->notify = cfg->webhook_url[0] != '\0';
+    if (fk_redis_url_parse(cfg->redis_url, &rp->target, err, sizeof(err))) {
+        fk_error("reaper.config", NULL, "%s", err);
+        free(rp);
+        return FK_REAPER_EXIT_CONFIG;
+    }
+    uv_loop_init(&rp->loop);
+    uv_timer_init(&rp->loop, &rp->tick);
+    uv_signal_init(&rp->loop, &rp->sigterm);
+    uv_signal_init(&rp->loop, &rp->sigint);
+    rp->tick.data = rp->sigterm.data = rp->sigint.data = rp;
+
+    int rc = setup(rp);
+    if (rc) {
+        rp->exit_code = rc;
+        shutdown_all(rp);
+    } else {
+        uv_timer_start(&rp->tick, on_tick, (uint64_t)cfg->reap_ms, (uint64_t)cfg->reap_ms);
+        uv_signal_start(&rp->sigterm, on_signal, SIGTERM);
+        uv_signal_start(&rp->sigint, on_signal, SIGINT);
+        fk_info("reaper.start", NULL,
+                "reaper %s on %s:%d prefix=%s gateway=%s every %lld ms, batch %lld, lease %lld "
+                "ms, order ttl %lld s, payment ttl %lld s, worker ttl %lld ms, trim %s",
+                cfg->worker_id, rp->target.host, rp->target.port, cfg->prefix, cfg->gateway_url,
+                cfg->reap_ms, cfg->reap_batch, cfg->lease_ms, cfg->order_ttl_s,
+                cfg->payment_ttl_s, cfg->worker_ttl_ms, cfg->stream_trim ? "on" : "off");
+    }
+    uv_run(&rp->loop, UV_RUN_DEFAULT);
+    /* every callback has run by now; nothing is left, but be sure */
+    while (rp->settles) {
+        settle *s = rp->settles;
+        rp->settles = s->next;
+        free(s);
+    }
+    int code = rp->exit_code;
+    int lc = uv_loop_close(&rp->loop);
+    if (lc != 0) {
+        fk_error("reaper.stop", NULL, "loop did not close cleanly: %s", uv_strerror(lc));
+        if (code == 0) code = FK_REAPER_EXIT_NOMEM;
+    }
+    free(rp);
+    return code;
+}
