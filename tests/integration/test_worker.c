@@ -224,7 +224,10 @@ static void test_redis_restart(void **state) {
     fk_t_redis r;
     fk_t_redis_start(&r, 1);
     redisContext *c = fk_t_connect(&r);
+    /* enough orders that the fleet is still busy when the crash comes:
+     * with the gateway off, 2,000 are done before the first poll */
     long long n = env_ll("FK_T_ORDERS", 2000);
+    if (n < 10000) n = 10000;
     long long stock = fk_t_load_stock(c, P, n);
     /* the backlog first, so the crash lands while the fleet works on it */
     long long qty = fk_t_produce(c, P, "R", 1, n);
