@@ -1,0 +1,402 @@
+/* ctl.c -- fakactl's core (see ctl.h): the command table and usage, the
+ * synchronous Redis connection, argument helpers, and the one translation
+ * of errors into messages and exit codes. */
+#include "ctl.h"
+#include "err.h"
+#include "log.h"
+#include "order.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+static const char synopsis[] =
+    "usage: fakactl [options] COMMAND [ARGS] [--json]\n"
+    "Operate a faka fleet: look at orders and queues, act on orders, read the metrics.\n"
+    "\n"
+    "Commands (every one takes --json: one JSON object on stdout):\n"
+    "  submit [--order-id ID --sku SKU --qty N --amount N [--currency CNY]\n"
+    "         [--buyer B] [--idempotency-key K]]\n"
+    "                      validate an order and XADD it; without flags the order is\n"
+    "                      read as JSON from stdin\n"
+    "  order ID            print an order record (state, codes, audit trail, ...)\n"
+    "  retry ID [--note T] [--operator NAME]\n"
+    "                      failed -> processing: reserve stock again and queue it for\n"
+    "                      a worker (refused when out of stock)\n"
+    "  review list [--count N]\n"
+    "                      orders waiting for a human, oldest first\n"
+    "  review resolve ID --as completed|failed|processing [--note T]\n"
+    "         [--operator NAME] [--no-notify]\n"
+    "                      completed: deliver the held reservation (or fresh codes\n"
+    "                      from stock) and queue the shop webhook; failed: release the\n"
+    "                      reservation; processing: reserve if needed, re-queue\n"
+    "  dead list [--count N]\n"
+    "                      newest dead-lettered entries\n"
+    "  dead requeue ID|--all\n"
+    "                      put dead entries back on the stream (entries that would\n"
+    "                      be dead-lettered again are skipped and named)\n"
+    "  stock add SKU       add card codes, one per line on stdin (all or nothing)\n"
+    "  stock count [SKU]   codes in stock\n"
+    "  workers             heartbeats and consumer-group state of the fleet\n"
+    "  stats               the four metrics (retry-count distribution, failures by\n"
+    "                      reason, average retry duration, final success rate)\n"
+    "  top [--once] [--interval-ms N]\n"
+    "                      live dashboard, refreshed every second; q or Ctrl-C quits\n"
+    "Operator actions are fenced compare-and-sets (a worker holding the order can\n"
+    "apply nothing afterwards) and append {at, operator, from, to, note} to the\n"
+    "order's `audit`; the operator is --operator, else $USER.\n"
+    "\n"
+    "Exit status: 0 ok; 1 not found, refused or failed; 2 bad usage or invalid\n"
+    "input; 3 Redis unreachable; 4 Redis answered with an error.\n"
+    "Options go before COMMAND.";
+
+typedef struct ctl_command {
+    const char *name;
+    fk_ctl_cmd_fn fn;
+} ctl_command;
+
+static const ctl_command commands[] = {
+    {"submit", fk_ctl_submit}, {"order", fk_ctl_order},   {"retry", fk_ctl_retry},
+    {"review", fk_ctl_review}, {"dead", fk_ctl_dead},     {"stock", fk_ctl_stock},
+    {"workers", fk_ctl_workers}, {"stats", fk_ctl_stats}, {"top", fk_ctl_top},
+};
+
+/* ---- errors ------------------------------------------------------------- */
+
+int fk_ctl_exit_code(int err) {
+    switch (err) {
+    case 0: return FK_CTL_EXIT_OK;
+    case FK_EUSAGE:
+    case FK_EINVAL:
+    case FK_ERANGE: return FK_CTL_EXIT_USAGE;
+    case FK_EDOWN:
+    case FK_ETIMEOUT: return FK_CTL_EXIT_UNREACHABLE;
+    case FK_EREDIS:
+    case FK_EPROTO: return FK_CTL_EXIT_REDIS;
+    default: return FK_CTL_EXIT_FAILED;
+    }
+}
+
+int fk_ctl_fail(fk_ctl *ctl, int err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctl->err, sizeof(ctl->err), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+const char *fk_ctl_printable(const char *s, size_t max, char *buf, size_t len) {
+    size_t n = 0, i = 0;
+    if (!s) s = "";
+    for (; s[i] && i < max && n + 4 < len; i++)
+        buf[n++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (s[i] && n + 4 <= len) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* ---- the connection ----------------------------------------------------- */
+
+/* A broken context is useless in hiredis's sync API: drop it, remember why.
+ * hiredis 0.14 reports a reply timeout (SO_RCVTIMEO) as an I/O error with
+ * strerror(EAGAIN). */
+static int ctx_failed(fk_ctl *ctl) {
+    const char *why = ctl->c && ctl->c->errstr[0] ? ctl->c->errstr : "connection lost";
+    if (ctl->c && ctl->c->err == REDIS_ERR_IO &&
+        (strstr(why, "temporarily unavailable") || strstr(why, "timed out")))
+        snprintf(ctl->err, sizeof(ctl->err), "Redis at %s:%d did not answer within %lld ms",
+                 ctl->target.host, ctl->target.port, ctl->cfg.redis_timeout_ms);
+    else
+        snprintf(ctl->err, sizeof(ctl->err), "lost Redis at %s:%d: %s", ctl->target.host,
+                 ctl->target.port, why);
+    fk_ctl_disconnect(ctl);
+    return FK_EDOWN;
+}
+
+static int check_reply(fk_ctl *ctl, redisReply *r) {
+    if (!r) return ctx_failed(ctl);
+    if (r->type == REDIS_REPLY_ERROR) {
+        char shown[300];
+        fk_ctl_printable(r->str, 256, shown, sizeof(shown));
+        snprintf(ctl->err, sizeof(ctl->err), "Redis error: %s", shown);
+        return FK_EREDIS;
+    }
+    return 0;
+}
+
+redisReply *fk_ctl_cmdv(fk_ctl *ctl, int *err, int argc, const char **argv,
+                        const size_t *lens) {
+    *err = fk_ctl_connect(ctl);
+    if (*err) return NULL;
+    redisReply *r = redisCommandArgv(ctl->c, argc, argv, lens);
+    *err = check_reply(ctl, r);
+    if (*err && r) {
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+redisReply *fk_ctl_cmd(fk_ctl *ctl, int *err, const char *fmt, ...) {
+    *err = fk_ctl_connect(ctl);
+    if (*err) return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ctl->c, fmt, ap);
+    va_end(ap);
+    *err = check_reply(ctl, r);
+    if (*err && r) {
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
+int fk_ctl_pipeline(fk_ctl *ctl, redisReply **replies, int n) {
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(ctl->c, &r) != REDIS_OK || !r) {
+            for (int k = 0; k < i; k++) freeReplyObject(replies[k]);
+            return ctx_failed(ctl);
+        }
+        replies[i] = r;
+    }
+    return 0;
+}
+
+redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_args *a) {
+    const char *argv[FK_ARGS_MAX + 3];
+    size_t lens[FK_ARGS_MAX + 3];
+    char nk[16];
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = fk_script_sha(id);
+    lens[1] = 40;
+    argv[2] = nk;
+    lens[2] = strlen(nk);
+    for (int i = 0; i < a->n; i++) {
+        argv[i + 3] = a->v[i];
+        lens[i + 3] = a->len[i];
+    }
+    redisReply *r = fk_ctl_cmdv(ctl, err, a->n + 3, argv, lens);
+    if (*err == FK_EREDIS && strstr(ctl->err, "NOSCRIPT")) {
+        size_t tlen = 0;
+        const char *text = fk_script_text(id, &tlen);
+        const char *lv[] = {"SCRIPT", "LOAD", text};
+        size_t ll[] = {6, 4, tlen};
+        redisReply *l = fk_ctl_cmdv(ctl, err, 3, lv, ll);
+        if (!l) return NULL;
+        freeReplyObject(l);
+        r = fk_ctl_cmdv(ctl, err, a->n + 3, argv, lens);
+    }
+    return r;
+}
+
+int fk_ctl_connect(fk_ctl *ctl) {
+    if (ctl->c) return 0;
+    long long ms = ctl->cfg.redis_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    ctl->c = redisConnectWithTimeout(ctl->target.host, ctl->target.port, tv);
+    if (!ctl->c) return fk_ctl_fail(ctl, FK_EDOWN, "out of memory connecting to Redis");
+    if (ctl->c->err) {
+        snprintf(ctl->err, sizeof(ctl->err), "cannot reach Redis at %s:%d: %s",
+                 ctl->target.host, ctl->target.port, ctl->c->errstr);
+        fk_ctl_disconnect(ctl);
+        return FK_EDOWN;
+    }
+    redisSetTimeout(ctl->c, tv);
+    redisReply *r = NULL;
+    if (ctl->target.password[0]) {
+        if (ctl->target.user[0])
+            r = redisCommand(ctl->c, "AUTH %s %s", ctl->target.user, ctl->target.password);
+        else
+            r = redisCommand(ctl->c, "AUTH %s", ctl->target.password);
+        int rc = check_reply(ctl, r);
+        if (r) freeReplyObject(r);
+        if (rc) {
+            fk_ctl_disconnect(ctl);
+            return rc;
+        }
+    }
+    if (ctl->target.db) {
+        r = redisCommand(ctl->c, "SELECT %d", ctl->target.db);
+        int rc = check_reply(ctl, r);
+        if (r) freeReplyObject(r);
+        if (rc) {
+            fk_ctl_disconnect(ctl);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void fk_ctl_disconnect(fk_ctl *ctl) {
+    if (ctl->c) redisFree(ctl->c);
+    ctl->c = NULL;
+}
+
+/* ---- arguments ---------------------------------------------------------- */
+
+int fk_ctl_parse(fk_ctl *ctl, const char *cmd, int argc, char **argv, fk_ctl_opt *opts,
+                 int nopts, const char **pos, int minpos, int maxpos, int *npos) {
+    char shown[80];
+    int n = 0, only_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!only_pos && strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (!only_pos && strncmp(a, "--", 2) == 0 && a[2]) {
+            const char *name = a + 2, *eq = strchr(name, '=');
+            size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+            if (nlen == 4 && strncmp(name, "json", 4) == 0 && !eq) {
+                ctl->json = 1;
+                continue;
+            }
+            fk_ctl_opt *o = NULL;
+            for (int k = 0; k < nopts; k++)
+                if (strlen(opts[k].name) == nlen && strncmp(opts[k].name, name, nlen) == 0)
+                    o = &opts[k];
+            if (!o)
+                return fk_ctl_fail(ctl, FK_EUSAGE, "%s: unknown option '%s' (see fakactl --help)",
+                                   cmd, fk_ctl_printable(a, 64, shown, sizeof(shown)));
+            o->seen = 1;
+            if (!o->takes_value) {
+                if (eq)
+                    return fk_ctl_fail(ctl, FK_EUSAGE, "%s: option --%s takes no value", cmd,
+                                       o->name);
+                continue;
+            }
+            if (eq) {
+                o->val = eq + 1;
+            } else {
+                if (i + 1 >= argc)
+                    return fk_ctl_fail(ctl, FK_EUSAGE, "%s: option --%s needs a value", cmd,
+                                       o->name);
+                o->val = argv[++i];
+            }
+            continue;
+        }
+        if (n >= maxpos)
+            return fk_ctl_fail(ctl, FK_EUSAGE, "%s: unexpected argument '%s' (see fakactl --help)",
+                               cmd, fk_ctl_printable(a, 64, shown, sizeof(shown)));
+        pos[n++] = a;
+    }
+    if (n < minpos)
+        return fk_ctl_fail(ctl, FK_EUSAGE, "%s: missing argument (see fakactl --help)", cmd);
+    *npos = n;
+    return 0;
+}
+
+int fk_ctl_parse_ll(fk_ctl *ctl, const char *what, const char *s, long long min,
+                    long long max, long long *out) {
+    char shown[80];
+    char *end = NULL;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    int lead = s && (isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+');
+    if (!lead || errno || end == s || *end || v < min || v > max)
+        return fk_ctl_fail(ctl, FK_EUSAGE, "%s: '%s' is not an integer from %lld to %lld", what,
+                           fk_ctl_printable(s, 40, shown, sizeof(shown)), min, max);
+    *out = v;
+    return 0;
+}
+
+int fk_ctl_check_id(fk_ctl *ctl, const char *id) {
+    char shown[80];
+    if (!fk_order_id_valid(id))
+        return fk_ctl_fail(ctl, FK_EUSAGE,
+                           "'%s' is not an order id (1-64 characters of A-Z a-z 0-9 _ . : -)",
+                           fk_ctl_printable(id, 64, shown, sizeof(shown)));
+    return 0;
+}
+
+int fk_ctl_print_json(fk_ctl *ctl, cJSON *v) {
+    char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(v);
+    if (!s) return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory formatting JSON");
+    fprintf(ctl->out, "%s\n", s);
+    free(s);
+    return 0;
+}
+
+const char *fk_ctl_time(long long ms, char *buf, size_t len) {
+    if (ms <= 0) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char s[32];
+    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03lldZ", s, ms % 1000);
+    return buf;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+int fk_ctl_main(int argc, char **argv) {
+    fk_ctl ctl;
+    char err[512];
+    int first = 0;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.out = stdout;
+    signal(SIGPIPE, SIG_IGN);
+    int rc = fk_config_load(&ctl.cfg, FK_BIN_CTL, synopsis, argc, argv, &first, err,
+                            sizeof(err));
+    if (rc == 1) return FK_CTL_EXIT_OK;
+    if (rc) {
+        fprintf(stderr, "fakactl: %s\n", err);
+        return FK_CTL_EXIT_USAGE;
+    }
+    fk_log_init("ctl", ctl.cfg.worker_id, ctl.cfg.log_level);
+    if (first >= argc) {
+        fprintf(stderr, "fakactl: no command given (see fakactl --help)\n");
+        return FK_CTL_EXIT_USAGE;
+    }
+    for (int i = first; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fk_config_usage(stdout, FK_BIN_CTL, synopsis);
+            return FK_CTL_EXIT_OK;
+        }
+    const ctl_command *cmd = NULL;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[first], commands[i].name) == 0) cmd = &commands[i];
+    if (!cmd) {
+        char shown[80];
+        fprintf(stderr, "fakactl: unknown command '%s' (see fakactl --help)\n",
+                fk_ctl_printable(argv[first], 64, shown, sizeof(shown)));
+        return FK_CTL_EXIT_USAGE;
+    }
+    if (fk_redis_url_parse(ctl.cfg.redis_url, &ctl.target, err, sizeof(err))) {
+        fprintf(stderr, "fakactl: --redis-url: %s\n", err);
+        return FK_CTL_EXIT_USAGE;
+    }
+    fk_keys_init(&ctl.keys, ctl.cfg.prefix);
+    if (fk_scripts_init() != 0) {
+        fprintf(stderr, "fakactl: embedded Lua scripts are missing (a build error)\n");
+        return FK_CTL_EXIT_FAILED;
+    }
+    rc = cmd->fn(&ctl, argc - first - 1, argv + first + 1);
+    fflush(ctl.out);
+    if (rc) {
+        if (!ctl.err[0]) snprintf(ctl.err, sizeof(ctl.err), "%s", fk_strerror(rc));
+        fprintf(stderr, "fakactl %s: %s\n", cmd->name, ctl.err);
+    }
+    fk_ctl_disconnect(&ctl);
+    fk_scripts_free();
+    return fk_ctl_exit_code(rc);
+}

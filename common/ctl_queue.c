@@ -1,0 +1,727 @@
+/* ctl_queue.c -- fakactl's queue and inventory commands: dead (list,
+ * requeue), stock (add, count) and workers.
+ *
+ * Everything read from stdin or a dead entry is outside input: stock codes
+ * are checked line by line before anything is added (all or nothing), and a
+ * dead entry goes back on the stream only if it would now be accepted. */
+#include "clock.h"
+#include "ctl.h"
+#include "err.h"
+#include "order.h"
+#include "pipeline.h"
+#include "utf8.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STOCK_CODE_MAX 256                /* bytes per code */
+#define STOCK_INPUT_MAX (64u << 20)       /* bytes of stdin */
+#define STOCK_BATCH 1000                  /* codes per RPUSH */
+
+/* ---- dead --------------------------------------------------------------- */
+
+/* A field of a [id, [field, value, ...]] entry ("" if absent). */
+static const char *entry_field(const redisReply *e, const char *name, size_t *len) {
+    if (len) *len = 0;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[1]->type != REDIS_REPLY_ARRAY)
+        return "";
+    const redisReply *f = e->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2)
+        if (f->element[i]->type == REDIS_REPLY_STRING && strcmp(f->element[i]->str, name) == 0 &&
+            f->element[i + 1]->type == REDIS_REPLY_STRING) {
+            if (len) *len = f->element[i + 1]->len;
+            return f->element[i + 1]->str;
+        }
+    return "";
+}
+
+static int dead_id_valid(const char *s) {
+    size_t a = strspn(s, "0123456789");
+    if (a == 0 || a > 20) return 0;
+    if (s[a] == '\0') return 1;
+    if (s[a] != '-') return 0;
+    size_t b = strspn(s + a + 1, "0123456789");
+    return b > 0 && b <= 20 && s[a + 1 + b] == '\0';
+}
+
+static int dead_list(fk_ctl *ctl, int argc, char **argv) {
+    fk_ctl_opt o[] = {{"count", 1, 0, NULL}};
+    const char *pos[1];
+    int npos, rc;
+    long long count = 20;
+    if ((rc = fk_ctl_parse(ctl, "dead list", argc, argv, o, 1, pos, 0, 0, &npos))) return rc;
+    if (o[0].seen && (rc = fk_ctl_parse_ll(ctl, "--count", o[0].val, 1, 10000, &count)))
+        return rc;
+    redisReply *len = fk_ctl_cmd(ctl, &rc, "XLEN %s", ctl->keys.dead);
+    if (!len) return rc;
+    redisReply *r = fk_ctl_cmd(ctl, &rc, "XREVRANGE %s + - COUNT %lld", ctl->keys.dead, count);
+    if (!r) {
+        freeReplyObject(len);
+        return rc;
+    }
+    static const char *const fields[] = {"kind", "order_id", "error", "source_id", "history",
+                                         "raw"};
+    cJSON *j = NULL, *arr = NULL;
+    if (ctl->json) {
+        j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "total", (double)len->integer);
+        arr = cJSON_AddArrayToObject(j, "entries");
+    } else {
+        fprintf(ctl->out, "%lld dead-lettered entries%s\n", len->integer,
+                len->integer > 0 ? " (newest first)" : "");
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+        const char *id = e->element[0]->str;
+        if (j) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "id", id);
+            for (int k = 0; k < 6; k++) {
+                size_t vlen;
+                const char *v = entry_field(e, fields[k], &vlen);
+                /* raw may hold anything; JSON needs a valid string */
+                if (!fk_utf8_valid(v, vlen) || strlen(v) != vlen) {
+                    char *c = malloc(vlen + 1);
+                    if (c) {
+                        for (size_t b = 0; b < vlen; b++)
+                            c[b] = ((unsigned char)v[b] < 0x80 && v[b]) ? v[b] : '?';
+                        c[vlen] = '\0';
+                        cJSON_AddStringToObject(x, fields[k], c);
+                        free(c);
+                    }
+                } else {
+                    cJSON_AddStringToObject(x, fields[k], v);
+                }
+            }
+            cJSON_AddItemToArray(arr, x);
+        } else {
+            char a[90], b[220], c[90];
+            fprintf(ctl->out, "  %s  kind=%s order=%s source=%s\n    error: %s\n    raw:   %s\n",
+                    id, fk_ctl_printable(entry_field(e, "kind", NULL), 20, c, sizeof(c)),
+                    fk_ctl_printable(entry_field(e, "order_id", NULL), 64, a, sizeof(a)),
+                    entry_field(e, "source_id", NULL),
+                    fk_ctl_printable(entry_field(e, "error", NULL), 200, b, sizeof(b)),
+                    fk_ctl_printable(entry_field(e, "raw", NULL), 80, a, sizeof(a)));
+        }
+    }
+    freeReplyObject(len);
+    freeReplyObject(r);
+    return j ? fk_ctl_print_json(ctl, j) : 0;
+}
+
+/* Would this dead entry be taken now? 1 yes; 0 no, with the reason in why. */
+static int requeue_ok(const redisReply *e, char *why, size_t wlen) {
+    size_t rlen;
+    const char *kind = entry_field(e, "kind", NULL), *raw = entry_field(e, "raw", &rlen);
+    char err[256];
+    if (rlen > FK_DEAD_RAW_MAX && strstr(raw, "...[truncated")) {
+        snprintf(why, wlen, "its payload was cut when it was dead-lettered");
+        return 0;
+    }
+    if (strcmp(kind, "order") == 0) {
+        fk_order o;
+        if (fk_order_decode(raw, rlen, &o, err, sizeof(err), NULL) == 0) return 1;
+    } else if (strcmp(kind, "payment") == 0) {
+        fk_payment p;
+        if (fk_payment_decode(raw, rlen, &p, err, sizeof(err), NULL) == 0) return 1;
+    } else if (strcmp(kind, "retry") == 0) {
+        char id[FK_ORDER_ID_MAX + 2];
+        const char *at = memchr(raw, '@', rlen);
+        size_t idlen = at ? (size_t)(at - raw) : rlen;
+        if (idlen <= FK_ORDER_ID_MAX && strlen(raw) == rlen) {
+            memcpy(id, raw, idlen);
+            id[idlen] = '\0';
+            if (fk_order_id_valid(id) &&
+                (!at || strspn(at + 1, "0123456789") == strlen(at + 1)))
+                return 1;
+        }
+        snprintf(err, sizeof(err), "not {order_id}@{due ms}");
+    } else {
+        char shown[40];
+        snprintf(why, wlen, "kind '%s' is not one faka processes",
+                 fk_ctl_printable(kind, 20, shown, sizeof(shown)));
+        return 0;
+    }
+    char shown[260];
+    snprintf(why, wlen, "still invalid: %s", fk_ctl_printable(err, 200, shown, sizeof(shown)));
+    return 0;
+}
+
+/* XADD the entry back and XDEL it from the dead stream, in one MULTI.
+ * Returns 0 with the new entry id, or an error. */
+static int requeue_one(fk_ctl *ctl, const redisReply *e, char *newid, size_t nlen) {
+    size_t klen, rlen;
+    const char *kind = entry_field(e, "kind", &klen), *raw = entry_field(e, "raw", &rlen);
+    const char *id = e->element[0]->str;
+    const char *xa[] = {"XADD", ctl->keys.stream, "*", kind, raw};
+    size_t xl[] = {4, strlen(ctl->keys.stream), 1, klen, rlen};
+    const char *xd[] = {"XDEL", ctl->keys.dead, id};
+    size_t dl[] = {4, strlen(ctl->keys.dead), strlen(id)};
+    int rc = fk_ctl_connect(ctl);
+    if (rc) return rc;
+    redisAppendCommand(ctl->c, "MULTI");
+    redisAppendCommandArgv(ctl->c, 5, xa, xl);
+    redisAppendCommandArgv(ctl->c, 3, xd, dl);
+    redisAppendCommand(ctl->c, "EXEC");
+    redisReply *r[4];
+    if ((rc = fk_ctl_pipeline(ctl, r, 4))) return rc;
+    const redisReply *x = r[3];
+    if (x->type == REDIS_REPLY_ARRAY && x->elements == 2 &&
+        x->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(newid, nlen, "%s", x->element[0]->str);
+        rc = 0;
+    } else {
+        rc = fk_ctl_fail(ctl, FK_EREDIS, "requeue of %s failed: %s", id,
+                         x->type == REDIS_REPLY_ERROR ? x->str : "transaction not executed");
+    }
+    for (int i = 0; i < 4; i++) freeReplyObject(r[i]);
+    return rc;
+}
+
+static int dead_requeue(fk_ctl *ctl, int argc, char **argv) {
+    fk_ctl_opt o[] = {{"all", 0, 0, NULL}};
+    const char *pos[1];
+    int npos, rc;
+    if ((rc = fk_ctl_parse(ctl, "dead requeue", argc, argv, o, 1, pos, 0, 1, &npos))) return rc;
+    if ((npos == 1) == (o[0].seen != 0))
+        return fk_ctl_fail(ctl, FK_EUSAGE, "dead requeue: give one entry ID or --all");
+    if (npos == 1 && !dead_id_valid(pos[0])) {
+        char shown[80];
+        return fk_ctl_fail(ctl, FK_EUSAGE, "dead requeue: '%s' is not a stream entry id",
+                           fk_ctl_printable(pos[0], 64, shown, sizeof(shown)));
+    }
+    cJSON *j = ctl->json ? cJSON_CreateObject() : NULL;
+    cJSON *done = j ? cJSON_AddArrayToObject(j, "requeued") : NULL;
+    cJSON *skipped = j ? cJSON_AddArrayToObject(j, "skipped") : NULL;
+    long long nreq = 0, nskip = 0;
+    char cursor[64] = "-";
+    rc = 0;
+    for (;;) {
+        redisReply *r;
+        if (npos == 1)
+            r = fk_ctl_cmd(ctl, &rc, "XRANGE %s %s %s", ctl->keys.dead, pos[0], pos[0]);
+        else
+            r = fk_ctl_cmd(ctl, &rc, "XRANGE %s %s + COUNT 100", ctl->keys.dead, cursor);
+        if (!r) break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+            if (npos == 1) rc = fk_ctl_fail(ctl, FK_ENOTFOUND, "no dead entry %s", pos[0]);
+            freeReplyObject(r);
+            break;
+        }
+        for (size_t i = 0; i < r->elements && !rc; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2) continue;
+            const char *id = e->element[0]->str;
+            snprintf(cursor, sizeof(cursor), "(%s", id);
+            char why[300], newid[64];
+            if (!requeue_ok(e, why, sizeof(why))) {
+                nskip++;
+                if (j) {
+                    cJSON *x = cJSON_CreateObject();
+                    cJSON_AddStringToObject(x, "id", id);
+                    cJSON_AddStringToObject(x, "why", why);
+                    cJSON_AddItemToArray(skipped, x);
+                } else {
+                    fprintf(ctl->out, "skipped %s: %s\n", id, why);
+                }
+                if (npos == 1) rc = fk_ctl_fail(ctl, FK_EBUSY, "not requeued: %s", why);
+                continue;
+            }
+            rc = requeue_one(ctl, e, newid, sizeof(newid));
+            if (rc) break;
+            nreq++;
+            char shown[80];
+            const char *oid = entry_field(e, "order_id", NULL);
+            if (j) {
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddStringToObject(x, "id", id);
+                cJSON_AddStringToObject(x, "entry_id", newid);
+                cJSON_AddStringToObject(x, "kind", entry_field(e, "kind", NULL));
+                cJSON_AddStringToObject(x, "order_id", fk_ctl_printable(oid, 64, shown,
+                                                                        sizeof(shown)));
+                cJSON_AddItemToArray(done, x);
+            } else {
+                fprintf(ctl->out, "requeued %s as %s%s%s\n", id, newid, oid[0] ? " order " : "",
+                        fk_ctl_printable(oid, 64, shown, sizeof(shown)));
+            }
+        }
+        size_t got = r->elements;
+        freeReplyObject(r);
+        if (rc || npos == 1 || got < 100) break;
+    }
+    if (j) {
+        if (rc && rc != FK_EBUSY) {
+            cJSON_Delete(j);
+            return rc;
+        }
+        int prc = fk_ctl_print_json(ctl, j);
+        return rc ? rc : prc;
+    }
+    if (!rc && npos == 0)
+        fprintf(ctl->out, "requeued %lld, skipped %lld (they would be dead-lettered again)\n",
+                nreq, nskip);
+    return rc;
+}
+
+int fk_ctl_dead(fk_ctl *ctl, int argc, char **argv) {
+    if (argc < 1)
+        return fk_ctl_fail(ctl, FK_EUSAGE, "dead: say `dead list` or `dead requeue ID|--all`");
+    if (strcmp(argv[0], "list") == 0) return dead_list(ctl, argc - 1, argv + 1);
+    if (strcmp(argv[0], "requeue") == 0) return dead_requeue(ctl, argc - 1, argv + 1);
+    char shown[80];
+    return fk_ctl_fail(ctl, FK_EUSAGE, "dead: unknown subcommand '%s' (list or requeue)",
+                       fk_ctl_printable(argv[0], 64, shown, sizeof(shown)));
+}
+
+/* ---- stock -------------------------------------------------------------- */
+
+/* A SKU as the order codec accepts it: 1-64 characters of UTF-8, no
+ * control characters. */
+static int check_sku(fk_ctl *ctl, const char *sku) {
+    size_t n = strlen(sku);
+    int ok = n > 0 && fk_utf8_valid(sku, n) && fk_utf8_count(sku, n) <= FK_SKU_MAX_CHARS;
+    for (const char *p = sku; ok && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) ok = 0;
+    if (!ok) {
+        char shown[80];
+        return fk_ctl_fail(ctl, FK_EUSAGE,
+                           "'%s' is not a SKU (1-64 characters, no control characters)",
+                           fk_ctl_printable(sku, 64, shown, sizeof(shown)));
+    }
+    return 0;
+}
+
+typedef struct code {
+    const char *s;
+    size_t len;
+} code;
+
+static uint64_t hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Index of an earlier line with the same code, or -1; slots has cap
+ * entries (a power of two, > 2 * codes), each an index + 1 or 0. */
+static long find_or_add(size_t *slots, size_t cap, const code *codes, size_t i) {
+    size_t k = (size_t)hash(codes[i].s, codes[i].len) & (cap - 1);
+    for (; slots[k]; k = (k + 1) & (cap - 1)) {
+        const code *o = &codes[slots[k] - 1];
+        if (o->len == codes[i].len && memcmp(o->s, codes[i].s, o->len) == 0)
+            return (long)(slots[k] - 1);
+    }
+    slots[k] = i + 1;
+    return -1;
+}
+
+/* Split and check stdin: one code per line, surrounding blanks trimmed,
+ * empty lines skipped. Bad lines are reported (the first few) in ctl->err
+ * and the whole input refused with FK_EINVAL. */
+static int parse_codes(fk_ctl *ctl, char *buf, size_t len, code **out, size_t *n) {
+    size_t cap = 1024, cnt = 0, bad = 0, line = 0, at = 0;
+    code *codes = malloc(cap * sizeof(*codes));
+    size_t *lines = malloc(cap * sizeof(*lines));
+    char errs[600] = "";
+    if (!codes || !lines) {
+        free(codes);
+        free(lines);
+        return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+    }
+    while (at < len) {
+        char *s = buf + at, *nl = memchr(s, '\n', len - at);
+        size_t l = nl ? (size_t)(nl - s) : len - at;
+        at += l + (nl ? 1 : 0);
+        line++;
+        while (l > 0 && (s[l - 1] == '\r' || s[l - 1] == ' ')) l--;
+        while (l > 0 && s[0] == ' ') {
+            s++;
+            l--;
+        }
+        if (l == 0) continue;
+        const char *why = NULL;
+        if (l > STOCK_CODE_MAX) why = "longer than 256 bytes";
+        else if (!fk_utf8_valid(s, l)) why = "not valid UTF-8";
+        for (size_t i = 0; !why && i < l; i++)
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) why = "control character";
+        if (why) {
+            if (bad++ < 5) {
+                size_t el = strlen(errs);
+                snprintf(errs + el, sizeof(errs) - el, "%sline %zu: %s", el ? "; " : "", line,
+                         why);
+            }
+            continue;
+        }
+        if (cnt == cap) {
+            code *nc = realloc(codes, cap * 2 * sizeof(*codes));
+            size_t *nlines = nc ? realloc(lines, cap * 2 * sizeof(*lines)) : NULL;
+            if (nc) codes = nc;
+            if (nlines) lines = nlines;
+            if (!nc || !nlines) {
+                free(codes);
+                free(lines);
+                return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+            }
+            cap *= 2;
+        }
+        codes[cnt].s = s;
+        codes[cnt].len = l;
+        lines[cnt] = line;
+        cnt++;
+    }
+    /* the same code twice would be delivered twice */
+    size_t hcap = 16;
+    while (hcap < cnt * 2 + 2) hcap *= 2;
+    size_t *slots = calloc(hcap, sizeof(*slots));
+    if (!slots) {
+        free(codes);
+        free(lines);
+        return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        long prev = find_or_add(slots, hcap, codes, i);
+        if (prev >= 0 && bad++ < 5) {
+            size_t el = strlen(errs);
+            snprintf(errs + el, sizeof(errs) - el, "%sline %zu: the same code as line %zu",
+                     el ? "; " : "", lines[i], lines[prev]);
+        }
+    }
+    free(slots);
+    free(lines);
+    if (bad) {
+        free(codes);
+        return fk_ctl_fail(ctl, FK_EINVAL, "%zu bad line%s, nothing added: %s%s", bad,
+                           bad == 1 ? "" : "s", errs, bad > 5 ? "; ..." : "");
+    }
+    if (cnt == 0) {
+        free(codes);
+        return fk_ctl_fail(ctl, FK_EUSAGE, "no codes on stdin (one per line)");
+    }
+    *out = codes;
+    *n = cnt;
+    return 0;
+}
+
+static int read_all(fk_ctl *ctl, char **out, size_t *len) {
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+    for (;;) {
+        if (n == cap) {
+            if (cap >= STOCK_INPUT_MAX) {
+                free(buf);
+                return fk_ctl_fail(ctl, FK_EINVAL, "stdin holds more than %u bytes",
+                                   STOCK_INPUT_MAX);
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, stdin);
+        if (got == 0) break;
+        n += got;
+    }
+    if (ferror(stdin)) {
+        free(buf);
+        return fk_ctl_fail(ctl, FK_EIO, "cannot read stdin");
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+static int stock_add(fk_ctl *ctl, int argc, char **argv) {
+    const char *pos[1];
+    int npos, rc;
+    if ((rc = fk_ctl_parse(ctl, "stock add", argc, argv, NULL, 0, pos, 1, 1, &npos))) return rc;
+    if ((rc = check_sku(ctl, pos[0]))) return rc;
+    if (isatty(STDIN_FILENO))
+        return fk_ctl_fail(ctl, FK_EUSAGE, "stock add: pipe the codes in, one per line");
+    char *buf = NULL, skey[FK_KEY_MAX];
+    size_t len = 0, n = 0, added = 0;
+    code *codes = NULL;
+    if ((rc = read_all(ctl, &buf, &len))) return rc;
+    if ((rc = parse_codes(ctl, buf, len, &codes, &n))) {
+        free(buf);
+        return rc;
+    }
+    fk_key_stock(&ctl->keys, pos[0], skey, sizeof(skey));
+    const char **av = malloc((STOCK_BATCH + 2) * sizeof(*av));
+    size_t *al = malloc((STOCK_BATCH + 2) * sizeof(*al));
+    long long in_stock = 0;
+    if (!av || !al) {
+        rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+        goto out;
+    }
+    av[0] = "RPUSH";
+    al[0] = 5;
+    av[1] = skey;
+    al[1] = strlen(skey);
+    for (size_t i = 0; i < n; i += STOCK_BATCH) {
+        size_t m = n - i < STOCK_BATCH ? n - i : STOCK_BATCH;
+        for (size_t k = 0; k < m; k++) {
+            av[2 + k] = codes[i + k].s;
+            al[2 + k] = codes[i + k].len;
+        }
+        redisReply *r = fk_ctl_cmdv(ctl, &rc, (int)m + 2, av, al);
+        if (!r) {
+            if (added)
+                snprintf(ctl->err + strlen(ctl->err), sizeof(ctl->err) - strlen(ctl->err),
+                         " (after %zu of %zu codes were added)", added, n);
+            goto out;
+        }
+        in_stock = r->integer;
+        freeReplyObject(r);
+        added += m;
+    }
+    if (ctl->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "sku", pos[0]);
+        cJSON_AddNumberToObject(j, "added", (double)added);
+        cJSON_AddNumberToObject(j, "in_stock", (double)in_stock);
+        rc = fk_ctl_print_json(ctl, j);
+    } else {
+        fprintf(ctl->out, "added %zu codes to %s; %lld in stock\n", added, pos[0], in_stock);
+    }
+out:
+    free(av);
+    free(al);
+    free(codes);
+    free(buf);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int stock_count(fk_ctl *ctl, int argc, char **argv) {
+    const char *pos[1];
+    int npos, rc;
+    if ((rc = fk_ctl_parse(ctl, "stock count", argc, argv, NULL, 0, pos, 0, 1, &npos)))
+        return rc;
+    char skey[FK_KEY_MAX];
+    if (npos == 1) {
+        if ((rc = check_sku(ctl, pos[0]))) return rc;
+        fk_key_stock(&ctl->keys, pos[0], skey, sizeof(skey));
+        redisReply *r = fk_ctl_cmd(ctl, &rc, "LLEN %s", skey);
+        if (!r) return rc;
+        long long n = r->integer;
+        freeReplyObject(r);
+        if (ctl->json) {
+            cJSON *j = cJSON_CreateObject(), *s = cJSON_AddObjectToObject(j, "stock");
+            cJSON_AddNumberToObject(s, pos[0], (double)n);
+            return fk_ctl_print_json(ctl, j);
+        }
+        fprintf(ctl->out, "%s: %lld\n", pos[0], n);
+        return 0;
+    }
+    /* every {p}:stock:* list */
+    char pattern[FK_KEY_MAX], cursor[32] = "0";
+    fk_key_stock(&ctl->keys, "*", pattern, sizeof(pattern));
+    size_t plen = strlen(pattern) - 1, nkeys = 0, cap = 64;
+    char **keys = malloc(cap * sizeof(*keys));
+    if (!keys) return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+    rc = 0;
+    do {
+        redisReply *r = fk_ctl_cmd(ctl, &rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r) break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            freeReplyObject(r);
+            rc = fk_ctl_fail(ctl, FK_EPROTO, "unexpected SCAN reply");
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements && !rc; i++) {
+            if (nkeys == cap) {
+                char **nk = realloc(keys, cap * 2 * sizeof(*keys));
+                if (!nk) {
+                    rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+                    break;
+                }
+                keys = nk;
+                cap *= 2;
+            }
+            keys[nkeys] = strdup(r->element[1]->element[i]->str);
+            if (!keys[nkeys]) rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+            else nkeys++;
+        }
+        freeReplyObject(r);
+    } while (!rc && strcmp(cursor, "0") != 0);
+    /* SCAN may return a key twice: sort, then skip repeats */
+    if (nkeys) qsort(keys, nkeys, sizeof(*keys), cmp_str);
+    cJSON *j = NULL, *s = NULL;
+    if (!rc && ctl->json) {
+        j = cJSON_CreateObject();
+        s = cJSON_AddObjectToObject(j, "stock");
+    }
+    long long total = 0;
+    for (size_t i = 0; i < nkeys && !rc; i++) {
+        if (i > 0 && strcmp(keys[i], keys[i - 1]) == 0) continue;
+        redisReply *r = fk_ctl_cmd(ctl, &rc, "LLEN %s", keys[i]);
+        if (!r) {
+            if (rc == FK_EREDIS) rc = 0; /* not a list: not stock */
+            continue;
+        }
+        const char *sku = keys[i] + plen;
+        total += r->integer;
+        if (j) cJSON_AddNumberToObject(s, sku, (double)r->integer);
+        else fprintf(ctl->out, "%-40s %lld\n", sku, r->integer);
+        freeReplyObject(r);
+    }
+    for (size_t i = 0; i < nkeys; i++) free(keys[i]);
+    free(keys);
+    if (rc) {
+        cJSON_Delete(j);
+        return rc;
+    }
+    if (j) return fk_ctl_print_json(ctl, j);
+    fprintf(ctl->out, "%-40s %lld\n", "total", total);
+    return 0;
+}
+
+int fk_ctl_stock(fk_ctl *ctl, int argc, char **argv) {
+    if (argc < 1)
+        return fk_ctl_fail(ctl, FK_EUSAGE, "stock: say `stock add SKU` or `stock count [SKU]`");
+    if (strcmp(argv[0], "add") == 0) return stock_add(ctl, argc - 1, argv + 1);
+    if (strcmp(argv[0], "count") == 0) return stock_count(ctl, argc - 1, argv + 1);
+    char shown[80];
+    return fk_ctl_fail(ctl, FK_EUSAGE, "stock: unknown subcommand '%s' (add or count)",
+                       fk_ctl_printable(argv[0], 64, shown, sizeof(shown)));
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+typedef struct wrow {
+    char id[160];
+    long long beat, pending, idle;
+    int consumer;
+} wrow;
+
+static wrow *row_for(wrow **rows, size_t *n, size_t *cap, const char *id) {
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*rows)[i].id, id) == 0) return &(*rows)[i];
+    if (*n == *cap) {
+        wrow *nr = realloc(*rows, *cap * 2 * sizeof(**rows));
+        if (!nr) return NULL;
+        *rows = nr;
+        *cap *= 2;
+    }
+    wrow *w = &(*rows)[(*n)++];
+    memset(w, 0, sizeof(*w));
+    snprintf(w->id, sizeof(w->id), "%s", id);
+    w->beat = w->pending = w->idle = -1;
+    return w;
+}
+
+int fk_ctl_workers(fk_ctl *ctl, int argc, char **argv) {
+    const char *pos[1];
+    int npos, rc;
+    if ((rc = fk_ctl_parse(ctl, "workers", argc, argv, NULL, 0, pos, 0, 0, &npos))) return rc;
+    if ((rc = fk_ctl_connect(ctl))) return rc;
+    redisAppendCommand(ctl->c, "ZRANGE %s 0 -1 WITHSCORES", ctl->keys.workers);
+    redisAppendCommand(ctl->c, "XINFO CONSUMERS %s %s", ctl->keys.stream, ctl->keys.group);
+    redisReply *r[2];
+    if ((rc = fk_ctl_pipeline(ctl, r, 2))) return rc;
+    size_t n = 0, cap = 16;
+    wrow *rows = malloc(cap * sizeof(*rows));
+    long long now = fk_now_ms();
+    /* the reaper's rule (--worker-ttl-ms): older than this is a dead worker */
+    const long long stale_ms = ctl->cfg.worker_ttl_ms;
+    if (!rows) {
+        rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (r[0]->type == REDIS_REPLY_ERROR) {
+        rc = fk_ctl_fail(ctl, FK_EREDIS, "Redis error: %s", r[0]->str);
+        goto out;
+    }
+    for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i + 1 < r[0]->elements; i += 2) {
+        wrow *w = row_for(&rows, &n, &cap, r[0]->element[i]->str);
+        if (!w) {
+            rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+            goto out;
+        }
+        w->beat = atoll(r[0]->element[i + 1]->str);
+    }
+    /* no stream or group yet (an error reply): no consumers */
+    for (size_t i = 0; r[1]->type == REDIS_REPLY_ARRAY && i < r[1]->elements; i++) {
+        const redisReply *c = r[1]->element[i];
+        const char *name = NULL;
+        long long pending = 0, idle = 0;
+        for (size_t k = 0; c->type == REDIS_REPLY_ARRAY && k + 1 < c->elements; k += 2) {
+            const char *f = c->element[k]->str;
+            const redisReply *v = c->element[k + 1];
+            if (!f) continue;
+            if (strcmp(f, "name") == 0 && v->type == REDIS_REPLY_STRING) name = v->str;
+            else if (strcmp(f, "pending") == 0) pending = v->integer;
+            else if (strcmp(f, "idle") == 0) idle = v->integer;
+        }
+        if (!name) continue;
+        wrow *w = row_for(&rows, &n, &cap, name);
+        if (!w) {
+            rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+            goto out;
+        }
+        w->consumer = 1;
+        w->pending = pending;
+        w->idle = idle;
+    }
+    long long alive = 0;
+    for (size_t i = 0; i < n; i++) alive += rows[i].beat >= 0 && now - rows[i].beat < stale_ms;
+    if (ctl->json) {
+        cJSON *j = cJSON_CreateObject(), *arr;
+        cJSON_AddNumberToObject(j, "alive", (double)alive);
+        arr = cJSON_AddArrayToObject(j, "workers");
+        for (size_t i = 0; i < n; i++) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "id", rows[i].id);
+            if (rows[i].beat >= 0) {
+                cJSON_AddNumberToObject(x, "heartbeat", (double)rows[i].beat);
+                cJSON_AddNumberToObject(x, "heartbeat_age_ms", (double)(now - rows[i].beat));
+            } else {
+                cJSON_AddNullToObject(x, "heartbeat");
+                cJSON_AddNullToObject(x, "heartbeat_age_ms");
+            }
+            cJSON_AddBoolToObject(x, "alive",
+                                  rows[i].beat >= 0 && now - rows[i].beat < stale_ms);
+            cJSON_AddBoolToObject(x, "consumer", rows[i].consumer);
+            cJSON_AddNumberToObject(x, "pending", (double)(rows[i].pending < 0 ? 0 : rows[i].pending));
+            if (rows[i].idle >= 0) cJSON_AddNumberToObject(x, "idle_ms", (double)rows[i].idle);
+            else cJSON_AddNullToObject(x, "idle_ms");
+            cJSON_AddItemToArray(arr, x);
+        }
+        rc = fk_ctl_print_json(ctl, j);
+        goto out;
+    }
+    fprintf(ctl->out, "%lld of %zu workers alive (heartbeat within %.1f s, --worker-ttl-ms)\n",
+            alive, n, stale_ms / 1000.0);
+    if (n)
+        fprintf(ctl->out, "  %-36s %-7s %14s %9s %12s\n", "worker", "status", "heartbeat age",
+                "pending", "idle");
+    for (size_t i = 0; i < n; i++) {
+        char age[32] = "-", idle[32] = "-";
+        if (rows[i].beat >= 0) snprintf(age, sizeof(age), "%.1f s", (now - rows[i].beat) / 1000.0);
+        if (rows[i].idle >= 0) snprintf(idle, sizeof(idle), "%.1f s", rows[i].idle / 1000.0);
+        const char *st = rows[i].beat < 0 ? "no-beat"
+                         : now - rows[i].beat < stale_ms ? "alive"
+                                                                   : "stale";
+        fprintf(ctl->out, "  %-36s %-7s %14s %9lld %12s\n", rows[i].id, st, age,
+                rows[i].pending < 0 ? 0 : rows[i].pending, idle);
+    }
+    rc = 0;
+out:
+    free(rows);
+    freeReplyObject(r[0]);
+    freeReplyObject(r[1]);
+    return rc;
+}

@@ -1,0 +1,83 @@
+-- guard_report.lua -- record how one gateway call went and move the
+-- fleet-wide circuit breaker (KEYS[1]) accordingly:
+--   closed    -> open  after `failures` consecutive transient failures, or
+--                      when transient failures are at least `pct` percent of
+--                      at least `min` calls in the last `window` seconds
+--   half_open -> closed when a probe succeeds (the window starts afresh)
+--   half_open -> open   when a probe fails (a new cool-down)
+-- A call that was not a probe never moves a half-open or open breaker: it
+-- was sent before the breaker opened and says nothing about now.
+-- "Transient" is the caller's verdict: 429, 5xx, timeout, reset, garbage.
+-- Any definitive answer (paid, declined, pending, 404 ...) is a success: the
+-- gateway is up.
+-- The window is a ring of per-second buckets in the same hash: field
+-- 'w<i>' (i = second mod window) holds '<second>:<calls>:<failures>'.
+-- KEYS: 1 breaker hash
+-- ARGV: 1 'ok'|'fail', 2 '1' if the call was a half-open probe, 3 consecutive
+--       failures that open (0 = rule off), 4 error percent that opens (0 =
+--       rule off), 5 minimum calls in the window for the percent rule,
+--       6 window seconds (1-60), 7 cool-down ms
+-- Returns {state, change} with change '' | 'opened' | 'closed' | 'reopened'
+local bkey = KEYS[1]
+local failed, probe = ARGV[1] == 'fail', ARGV[2] == '1'
+local nfail, pct, minc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local window, cooldown = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = fk_now()
+local sec = math.floor(now / 1000)
+
+-- this second's bucket
+local slot = 'w' .. (sec % window)
+local cur = redis.call('HGET', bkey, slot)
+local calls, fails = 0, 0
+if cur then
+  local s, c, f = string.match(cur, '^(%d+):(%d+):(%d+)$')
+  if tonumber(s) == sec then calls, fails = tonumber(c), tonumber(f) end
+end
+calls = calls + 1
+if failed then fails = fails + 1 end
+redis.call('HSET', bkey, slot, sec .. ':' .. calls .. ':' .. fails)
+redis.call('HINCRBY', bkey, failed and 'calls_failed' or 'calls_ok', 1)
+
+local state = redis.call('HGET', bkey, 'state') or 'closed'
+local consecutive
+if failed then
+  consecutive = redis.call('HINCRBY', bkey, 'consecutive', 1)
+else
+  consecutive = 0
+  redis.call('HSET', bkey, 'consecutive', 0)
+end
+
+local function open(change)
+  redis.call('HSET', bkey, 'state', 'open', 'opened_at', now, 'open_until', now + cooldown,
+    'probes_used', 0)
+  redis.call('HINCRBY', bkey, 'opens', 1)
+  return {'open', change}
+end
+
+if state == 'half_open' then
+  if not probe then return {state, ''} end
+  if failed then return open('reopened') end
+  redis.call('HSET', bkey, 'state', 'closed', 'closed_at', now, 'consecutive', 0,
+    'probes_used', 0)
+  for i = 0, window - 1 do redis.call('HDEL', bkey, 'w' .. i) end
+  return {'closed', 'closed'}
+end
+if state ~= 'closed' or not failed then return {state, ''} end
+
+if nfail > 0 and consecutive >= nfail then return open('opened') end
+if pct > 0 then
+  local fields = {}
+  for i = 0, window - 1 do fields[#fields + 1] = 'w' .. i end
+  local ring = redis.call('HMGET', bkey, unpack(fields))
+  local tc, tf = 0, 0
+  for i = 1, #ring do
+    if ring[i] then
+      local s, c, f = string.match(ring[i], '^(%d+):(%d+):(%d+)$')
+      if s and sec - tonumber(s) < window then
+        tc, tf = tc + tonumber(c), tf + tonumber(f)
+      end
+    end
+  end
+  if tc >= minc and tf * 100 >= pct * tc then return open('opened') end
+end
+return {state, ''}

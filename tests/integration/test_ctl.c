@@ -1,0 +1,784 @@
+/* test_ctl.c -- fakactl end to end: the real binary against a real
+ * redis-server (and a real faka-worker where orders must move), every
+ * command, its --json output parsed with cJSON, its exit codes, and
+ * garbage fed to every input (arguments, order JSON, stock codes, dead
+ * entries).
+ *
+ * Exit codes under test (ctl.h): 0 ok, 1 not found / refused, 2 bad usage
+ * or invalid input, 3 Redis unreachable, 4 Redis error.
+ * FK_T_CTL_WRAP (e.g. "valgrind --error-exitcode=99 --leak-check=full
+ * --errors-for-leak-kinds=definite") runs every fakactl under a wrapper. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fleet.h"
+#include "harness.h"
+
+#define P "faka"
+
+static fk_t_redis g_r;
+static redisContext *g_c;
+static char g_bin[512];
+
+typedef struct run {
+    int status; /* exit status, 128+sig, or -1 on timeout */
+    char *out, *err;
+    size_t outlen, errlen;
+} run;
+
+static void run_free(run *r) {
+    free(r->out);
+    free(r->err);
+}
+
+static void append(char **buf, size_t *len, const char *s, size_t n) {
+    *buf = realloc(*buf, *len + n + 1);
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* Run fakactl with args (NULL-terminated) against url (NULL: the test
+ * server), feeding in (NULL: /dev/null); stdout and stderr captured. A
+ * live `top` is stopped with SIGINT after stop_after_ms (0 = never). */
+static run ctl_url_in(const char *url, const char *in, size_t inlen, long stop_after_ms,
+                      const char *const args[]) {
+    int pin[2], pout[2], perr[2];
+    if (pipe(pin) || pipe(pout) || pipe(perr)) fk_t_fail("pipe: %s", strerror(errno));
+    char urlarg[200];
+    snprintf(urlarg, sizeof(urlarg), "--redis-url=%s", url ? url : g_r.url);
+    const char *argv[64];
+    int n = 0;
+    char *wrap = getenv("FK_T_CTL_WRAP") ? strdup(getenv("FK_T_CTL_WRAP")) : NULL;
+    if (wrap)
+        for (char *t = strtok(wrap, " "); t && n < 20; t = strtok(NULL, " ")) argv[n++] = t;
+    argv[n++] = g_bin;
+    if (!url || url[0]) argv[n++] = urlarg;
+    for (int i = 0; args[i] && n < 62; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) fk_t_fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        close(pin[1]);
+        close(pout[0]);
+        close(perr[0]);
+        setenv("USER", "tester", 1);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    free(wrap);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    signal(SIGPIPE, SIG_IGN);
+    if (in && inlen) {
+        size_t off = 0;
+        while (off < inlen) {
+            ssize_t w = write(pin[1], in + off, inlen - off);
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+    }
+    close(pin[1]);
+    run r = {0};
+    r.out = calloc(1, 1);
+    r.err = calloc(1, 1);
+    long long start = fk_t_now_ms(), deadline = start + 60000;
+    int open_fds = 2, signalled = 0;
+    struct pollfd p[2] = {{pout[0], POLLIN, 0}, {perr[0], POLLIN, 0}};
+    while (open_fds > 0 && fk_t_now_ms() < deadline) {
+        if (stop_after_ms && !signalled && fk_t_now_ms() - start >= stop_after_ms) {
+            kill(pid, SIGINT);
+            signalled = 1;
+        }
+        if (poll(p, 2, 50) < 0 && errno != EINTR) break;
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP))) continue;
+            char buf[4096];
+            ssize_t got = read(p[i].fd, buf, sizeof(buf));
+            if (got <= 0) {
+                close(p[i].fd);
+                p[i].fd = -1;
+                open_fds--;
+            } else if (i == 0) {
+                append(&r.out, &r.outlen, buf, (size_t)got);
+            } else {
+                append(&r.err, &r.errlen, buf, (size_t)got);
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (p[i].fd >= 0) close(p[i].fd);
+    r.status = fk_t_wait(pid, 30000);
+    if (r.status < 0) {
+        kill(pid, SIGKILL);
+        fk_t_wait(pid, 5000);
+    }
+    return r;
+}
+
+/* A wrapper (valgrind) is slow to start: live-top windows grow with it. */
+static long slow(long ms) { return getenv("FK_T_CTL_WRAP") ? ms * 5 : ms; }
+
+static run ctl_in(const char *in, const char *const args[]) {
+    return ctl_url_in(NULL, in, in ? strlen(in) : 0, 0, args);
+}
+
+static run ctl(const char *const args[]) { return ctl_url_in(NULL, NULL, 0, 0, args); }
+
+/* Run, check the exit status, and return the run (caller frees). */
+static run expect_status(int status, const char *in, const char *const args[]) {
+    run r = ctl_in(in, args);
+    if (r.status != status) {
+        fprintf(stderr, "# fakactl");
+        for (int i = 0; args[i]; i++) fprintf(stderr, " %s", args[i]);
+        fprintf(stderr, ": status %d, expected %d\n# stdout: %s\n# stderr: %s\n", r.status,
+                status, r.out, r.err);
+    }
+    assert_int_equal(r.status, status);
+    return r;
+}
+
+#define EXPECT(status, in, ...)                                                       \
+    do {                                                                              \
+        const char *const a_[] = {__VA_ARGS__, NULL};                                 \
+        run r_ = expect_status(status, in, a_);                                       \
+        run_free(&r_);                                                                \
+    } while (0)
+
+/* Run and parse stdout as one JSON object (the test fails otherwise). */
+static cJSON *json_of(int status, const char *in, const char *const args[]) {
+    run r = expect_status(status, in, args);
+    cJSON *j = cJSON_Parse(r.out);
+    if (!j) fprintf(stderr, "# not JSON: %s\n", r.out);
+    assert_non_null(j);
+    run_free(&r);
+    return j;
+}
+
+#define JSON(in, ...) json_of(0, in, (const char *const[]){__VA_ARGS__, NULL})
+
+static double jnum(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!cJSON_IsNumber(v)) fail_msg("JSON member %s is not a number", name);
+    return v->valuedouble;
+}
+
+static const char *jstr(const cJSON *o, const char *name) {
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+    if (!s) fail_msg("JSON member %s is not a string", name);
+    return s;
+}
+
+static char *hget(const char *id, const char *field) {
+    redisReply *r = fk_t_cmd(g_c, "HGET %s:order:%s %s", P, id, field);
+    char *s = r->type == REDIS_REPLY_STRING ? strdup(r->str) : strdup("");
+    freeReplyObject(r);
+    return s;
+}
+
+static void expect_field(const char *id, const char *field, const char *want) {
+    char *v = hget(id, field);
+    if (strcmp(v, want) != 0) fprintf(stderr, "# %s.%s = '%s', want '%s'\n", id, field, v, want);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+typedef struct wait_state {
+    const char *id, *state;
+} wait_state;
+
+static int has_state(void *arg) {
+    wait_state *w = arg;
+    char *v = hget(w->id, "state");
+    int ok = strcmp(v, w->state) == 0;
+    free(v);
+    return ok;
+}
+
+static void wait_state_is(const char *id, const char *state) {
+    wait_state w = {id, state};
+    if (!fk_t_until(has_state, &w, 15000)) {
+        char *v = hget(id, "state");
+        fprintf(stderr, "# order %s is '%s', waited for '%s'\n", id, v, state);
+        free(v);
+        fail();
+    }
+}
+
+static int setup(void **state) {
+    (void)state;
+    fk_t_bin("workers/fakactl", g_bin, sizeof(g_bin));
+    fk_t_redis_start(&g_r, 0);
+    g_c = fk_t_connect(&g_r);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    redisFree(g_c);
+    fk_t_redis_stop(&g_r);
+    return 0;
+}
+
+static int flush(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "FLUSHALL"));
+    return 0;
+}
+
+static pid_t start_worker(const char *name) {
+    const char *extra[] = {"--gateway=none", "--promote-ms=10", NULL};
+    return fk_t_worker(&g_r, name, extra);
+}
+
+static void stop_worker(pid_t pid) {
+    kill(pid, SIGTERM);
+    int st = fk_t_wait(pid, 15000);
+    if (st < 0) {
+        kill(pid, SIGKILL);
+        fk_t_wait(pid, 5000);
+    }
+    assert_int_equal(st, 0);
+}
+
+/* ---- usage and reachability ------------------------------------------- */
+
+static void t_usage(void **state) {
+    (void)state;
+    run r = ctl((const char *const[]){"--help", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "Exit status"));
+    assert_non_null(strstr(r.out, "review resolve ID --as completed|failed|processing"));
+    run_free(&r);
+    EXPECT(2, NULL, "--json");                          /* no command: unknown option */
+    {
+        const char *const a[] = {NULL};
+        run x = ctl(a);
+        assert_int_equal(x.status, 2);
+        assert_non_null(strstr(x.err, "no command"));
+        run_free(&x);
+    }
+    EXPECT(2, NULL, "frobnicate");
+    EXPECT(2, NULL, "\x01\x02garbage");
+    EXPECT(2, NULL, "order");                           /* missing ID */
+    EXPECT(2, NULL, "order", "A1", "A2");               /* one too many */
+    EXPECT(2, NULL, "order", "bad id!");
+    EXPECT(2, NULL, "order", "");
+    EXPECT(2, NULL, "retry");
+    EXPECT(2, NULL, "retry", "A1", "--bogus");
+    EXPECT(2, NULL, "retry", "A1", "--note");           /* option without its value */
+    EXPECT(2, NULL, "retry", "A1", "--note", "line\nbreak");
+    EXPECT(2, NULL, "retry", "A1", "--operator", "");
+    EXPECT(2, NULL, "review");
+    EXPECT(2, NULL, "review", "approve", "A1");
+    EXPECT(2, NULL, "review", "resolve", "A1");         /* --as missing */
+    EXPECT(2, NULL, "review", "resolve", "A1", "--as", "bogus");
+    EXPECT(2, NULL, "review", "resolve", "A1", "--as", "expired");
+    EXPECT(2, NULL, "review", "resolve", "--as", "failed");
+    EXPECT(2, NULL, "review", "list", "--count", "abc");
+    EXPECT(2, NULL, "review", "list", "--count", "0");
+    EXPECT(2, NULL, "review", "list", "--count", " 5");
+    EXPECT(2, NULL, "review", "list", "--count", "99999999999999999999");
+    EXPECT(2, NULL, "dead");
+    EXPECT(2, NULL, "dead", "list", "--count", "-3");
+    EXPECT(2, NULL, "dead", "requeue");
+    EXPECT(2, NULL, "dead", "requeue", "1-1", "--all");
+    EXPECT(2, NULL, "dead", "requeue", "not-an-id");
+    EXPECT(2, NULL, "dead", "requeue", "1-1x");
+    EXPECT(2, NULL, "stock");
+    EXPECT(2, NULL, "stock", "add");
+    EXPECT(2, NULL, "stock", "count", "a", "b");
+    EXPECT(2, NULL, "stock", "count", "tab\tsku");
+    EXPECT(2, NULL, "stock", "remove", "x");
+    EXPECT(2, NULL, "workers", "extra");
+    EXPECT(2, NULL, "stats", "--bogus");
+    EXPECT(2, NULL, "top", "--interval-ms", "5");
+    EXPECT(2, NULL, "top", "--once=yes");
+    EXPECT(2, NULL, "submit", "--qty", "1x", "--order-id", "A1");
+    EXPECT(2, NULL, "--prefix", "bad prefix", "stats");
+    EXPECT(2, NULL, "--redis-timeout-ms", "abc", "stats");
+    /* a bad URL is a usage error, not an unreachable server */
+    run u = ctl_url_in("", NULL, 0, 0, (const char *const[]){"--redis-url=http://x", "stats", NULL});
+    assert_int_equal(u.status, 2);
+    run_free(&u);
+}
+
+static void t_unreachable(void **state) {
+    (void)state;
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", fk_t_free_port());
+    const char *const cmds[][4] = {{"stats", NULL},          {"order", "A1", NULL},
+                                   {"workers", NULL},        {"top", "--once", NULL},
+                                   {"review", "list", NULL}, {"dead", "list", NULL},
+                                   {"stock", "count", NULL}, {"retry", "A1", NULL}};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        run r = ctl_url_in(url, NULL, 0, 0, cmds[i]);
+        if (r.status != 3) fprintf(stderr, "# %s: %d %s\n", cmds[i][0], r.status, r.err);
+        assert_int_equal(r.status, 3);
+        assert_non_null(strstr(r.err, "cannot reach Redis"));
+        run_free(&r);
+    }
+    /* bad arguments are reported before Redis is even tried */
+    run r = ctl_url_in(url, NULL, 0, 0, (const char *const[]){"order", "bad id", NULL});
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+}
+
+static void t_redis_error(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "SET %s:stats not-a-hash", P));
+    run r = ctl((const char *const[]){"stats", NULL});
+    assert_int_equal(r.status, 4);
+    assert_non_null(strstr(r.err, "WRONGTYPE"));
+    run_free(&r);
+    freeReplyObject(fk_t_cmd(g_c, "SET %s:stock:wow x", P));
+    EXPECT(4, "c1\n", "stock", "add", "wow");
+}
+
+/* ---- submit, order ------------------------------------------------------ */
+
+static void t_submit_and_order(void **state) {
+    (void)state;
+    cJSON *j = JSON(NULL, "submit", "--order-id", "S1", "--sku", "wow", "--qty", "2",
+                    "--amount", "3000", "--buyer", "b@x", "--json");
+    assert_string_equal(jstr(j, "order_id"), "S1");
+    assert_true(strchr(jstr(j, "entry_id"), '-') != NULL);
+    cJSON_Delete(j);
+    j = JSON("{\"order_id\":\"S2\",\"sku\":\"wow\",\"qty\":1,\"amount\":10,\"x\":[1]}", "submit",
+             "--json");
+    assert_string_equal(jstr(j, "order_id"), "S2");
+    cJSON_Delete(j);
+    assert_int_equal(fk_t_int(g_c, "XLEN %s:orders", P), 2);
+    /* the entry is the canonical encoding, which the worker's decoder takes */
+    redisReply *x = fk_t_cmd(g_c, "XRANGE %s:orders - + COUNT 1", P);
+    assert_string_equal(x->element[0]->element[1]->element[0]->str, "order");
+    assert_non_null(strstr(x->element[0]->element[1]->element[1]->str, "\"buyer\":\"b@x\""));
+    freeReplyObject(x);
+
+    /* invalid orders: exit 2 with the decoder's reason, nothing enqueued */
+    struct {
+        const char *in, *why;
+    } bad[] = {
+        {"{\"order_id\":\"S3\",\"sku\":\"wow\",\"qty\":1.5,\"amount\":1}", "qty must be"},
+        {"{\"order_id\":\"S3\",\"sku\":\"wow\",\"qty\":\"2\",\"amount\":1}", "qty"},
+        {"{\"order_id\":\"S 3\",\"sku\":\"wow\",\"qty\":1,\"amount\":1}", "order_id"},
+        {"{\"order_id\":\"S3\",\"qty\":1,\"amount\":1}", "sku"},
+        {"{not json", "invalid order"},
+        {"[1,2]", "invalid order"},
+        {"{\"order_id\":\"S3\",\"sku\":\"w\xff\",\"qty\":1,\"amount\":1}", "UTF-8"},
+        {"{\"order_id\":\"S3\",\"sku\":\"wow\",\"qty\":1,\"amount\":-1}", "amount"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        run r = ctl_in(bad[i].in, (const char *const[]){"submit", NULL});
+        if (r.status != 2 || !strstr(r.err, bad[i].why))
+            fprintf(stderr, "# %s -> %d %s\n", bad[i].in, r.status, r.err);
+        assert_int_equal(r.status, 2);
+        assert_non_null(strstr(r.err, bad[i].why));
+        run_free(&r);
+    }
+    /* NUL bytes and an oversize value */
+    run r = ctl_url_in(NULL, "{\"order_id\":\"S3\"\0}", 18, 0, (const char *const[]){"submit", NULL});
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+    size_t big = 20000;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    memcpy(huge, "{\"order_id\":\"S3\",\"pad\":\"", 24);
+    memcpy(huge + big - 40, "\",\"sku\":\"w\",\"qty\":1,\"amount\":1}        ", 40);
+    huge[big] = '\0';
+    r = ctl_in(huge, (const char *const[]){"submit", NULL});
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "16384"));
+    run_free(&r);
+    free(huge);
+    EXPECT(2, "", "submit");
+    EXPECT(2, NULL, "submit", "--order-id", "S4", "--qty", "1", "--amount", "1"); /* no sku */
+    EXPECT(2, NULL, "submit", "--order-id", "S4", "--sku", "w", "--qty", "0", "--amount", "1");
+    EXPECT(2, NULL, "submit", "--order-id", "S4", "--sku", "w", "--qty", "1", "--amount",
+           "1e3");
+    EXPECT(2, NULL, "submit", "--order-id", "S4", "--sku", "w", "--qty", "1", "--amount", "1",
+           "--currency", "yuan");
+    assert_int_equal(fk_t_int(g_c, "XLEN %s:orders", P), 2);
+
+    /* order: not found, then the record once a worker completed it */
+    EXPECT(1, NULL, "order", "S1");
+    fk_t_load_stock(g_c, P, 10);
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s:orders", P));
+    EXPECT(0, NULL, "submit", "--order-id", "S1", "--sku", fk_t_sku(0), "--qty", "2",
+           "--amount", "3000");
+    pid_t w = start_worker("w1");
+    wait_state_is("S1", "completed");
+    j = JSON(NULL, "order", "S1", "--json");
+    assert_string_equal(jstr(j, "order_id"), "S1");
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, "record");
+    assert_string_equal(jstr(rec, "state"), "completed");
+    const cJSON *codes = cJSON_GetObjectItemCaseSensitive(rec, "codes");
+    assert_true(cJSON_IsArray(codes));
+    assert_int_equal(cJSON_GetArraySize(codes), 2);
+    assert_true(jnum(j, "ttl_s") > 0);
+    cJSON_Delete(j);
+    r = ctl((const char *const[]){"order", "S1", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "completed (已完成)"));
+    run_free(&r);
+    stop_worker(w);
+}
+
+/* ---- retry --------------------------------------------------------------- */
+
+static void t_retry(void **state) {
+    (void)state;
+    pid_t w = start_worker("w1");
+    const char *sku = fk_t_sku(1);
+    /* out of stock: failed before any charge */
+    EXPECT(0, NULL, "submit", "--order-id", "R1", "--sku", sku, "--qty", "3", "--amount", "1");
+    wait_state_is("R1", "failed");
+    expect_field("R1", "reason", "out_of_stock");
+    char *fence0 = hget("R1", "fence");
+    /* still no stock: refused, nothing changes */
+    run r = ctl((const char *const[]){"retry", "R1", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "out of stock"));
+    run_free(&r);
+    expect_field("R1", "state", "failed");
+    EXPECT(0, "k1\nk2\nk3\n", "stock", "add", sku);
+    cJSON *j = JSON(NULL, "retry", "R1", "--note", "restocked", "--operator", "alice", "--json");
+    assert_string_equal(jstr(j, "from"), "failed");
+    assert_string_equal(jstr(j, "to"), "processing");
+    assert_string_equal(jstr(j, "operator"), "alice");
+    /* the fence moved: a worker holding the old one can apply nothing */
+    assert_true(atoll(jstr(j, "fence")) > atoll(fence0));
+    cJSON_Delete(j);
+    free(fence0);
+    wait_state_is("R1", "completed");
+    expect_field("R1", "codes", "[\"k1\",\"k2\",\"k3\"]");
+    expect_field("R1", "operator", "alice");
+    expect_field("R1", "note", "restocked");
+    char *audit = hget("R1", "audit");
+    cJSON *a = cJSON_Parse(audit);
+    assert_true(cJSON_IsArray(a));
+    assert_int_equal(cJSON_GetArraySize(a), 1);
+    const cJSON *e = cJSON_GetArrayItem(a, 0);
+    assert_string_equal(jstr(e, "operator"), "alice");
+    assert_string_equal(jstr(e, "from"), "failed");
+    assert_string_equal(jstr(e, "to"), "processing");
+    assert_string_equal(jstr(e, "note"), "restocked");
+    assert_true(jnum(e, "at") > 0);
+    cJSON_Delete(a);
+    free(audit);
+    assert_int_equal(fk_t_stat(g_c, P, "reopened"), 1);
+    /* only a failed order can be retried */
+    r = ctl((const char *const[]){"retry", "R1", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "only a failed order"));
+    run_free(&r);
+    EXPECT(1, NULL, "retry", "NOPE");
+    /* a duplicate's record is not an order of its own: refused */
+    fk_t_load_stock(g_c, P, 2);
+    EXPECT(0, NULL, "submit", "--order-id", "R2", "--sku", sku, "--qty", "1", "--amount", "1",
+           "--idempotency-key", "k-77");
+    EXPECT(0, NULL, "submit", "--order-id", "R3", "--sku", sku, "--qty", "1", "--amount", "1",
+           "--idempotency-key", "k-77");
+    wait_state_is("R3", "failed");
+    expect_field("R3", "reason", "duplicate");
+    r = ctl((const char *const[]){"retry", "R3", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "duplicate"));
+    run_free(&r);
+    stop_worker(w);
+}
+
+/* ---- review --------------------------------------------------------------- */
+
+/* An order in manual_review: out of stock (failed), then a payment that
+ * arrives for it (late_payment -> review). */
+static void make_review(const char *id, const char *sku, int qty) {
+    char q[8];
+    snprintf(q, sizeof(q), "%d", qty);
+    EXPECT(0, NULL, "submit", "--order-id", id, "--sku", sku, "--qty", q, "--amount", "1");
+    wait_state_is(id, "failed");
+    freeReplyObject(fk_t_cmd(g_c,
+                             "XADD %s:orders * payment "
+                             "{\"order_id\":\"%s\",\"status\":\"succeeded\",\"payment_id\":\"p-%s\"}",
+                             P, id, id));
+    wait_state_is(id, "manual_review");
+}
+
+static void t_review(void **state) {
+    (void)state;
+    pid_t w = start_worker("w1");
+    const char *sku = fk_t_sku(2);
+    make_review("V1", sku, 2);
+    make_review("V2", sku, 2);
+    make_review("V3", sku, 2);
+    cJSON *j = JSON(NULL, "review", "list", "--json");
+    assert_int_equal((int)jnum(j, "total"), 3);
+    const cJSON *orders = cJSON_GetObjectItemCaseSensitive(j, "orders");
+    assert_int_equal(cJSON_GetArraySize(orders), 3);
+    assert_string_equal(jstr(cJSON_GetArrayItem(orders, 0), "order_id"), "V1");
+    assert_string_equal(jstr(cJSON_GetArrayItem(orders, 0), "reason"), "late_payment");
+    cJSON_Delete(j);
+    j = JSON(NULL, "review", "list", "--count", "1", "--json");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "orders")), 1);
+    cJSON_Delete(j);
+    run r = ctl((const char *const[]){"review", "list", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "3 orders waiting for review"));
+    run_free(&r);
+
+    /* completed: no reservation and no stock -> refused, nothing changes */
+    r = ctl((const char *const[]){"review", "resolve", "V1", "--as", "completed", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "out of stock"));
+    run_free(&r);
+    expect_field("V1", "state", "manual_review");
+    EXPECT(0, "v1\nv2\nv3\nv4\n", "stock", "add", sku);
+    j = JSON(NULL, "review", "resolve", "V1", "--as", "completed", "--note", "paid, deliver",
+             "--operator", "bob", "--no-notify", "--json");
+    assert_string_equal(jstr(j, "to"), "completed");
+    cJSON_Delete(j);
+    expect_field("V1", "state", "completed");
+    expect_field("V1", "codes", "[\"v1\",\"v2\"]");
+    expect_field("V1", "operator", "bob");
+    assert_int_equal(fk_t_int(g_c, "ZSCORE %s:review V1", P), -1);
+    /* failed: by the operator */
+    EXPECT(0, NULL, "review", "resolve", "V2", "--as", "failed", "--note", "refunded");
+    expect_field("V2", "state", "failed");
+    expect_field("V2", "reason", "operator");
+    char *msg = hget("V2", "message");
+    assert_non_null(strstr(msg, "refunded"));
+    free(msg);
+    /* processing: reserved again and re-queued; the worker sees the
+     * succeeded payment and delivers */
+    EXPECT(0, NULL, "review", "resolve", "V3", "--as", "processing");
+    wait_state_is("V3", "completed");
+    expect_field("V3", "codes", "[\"v3\",\"v4\"]");
+    char *audit = hget("V3", "audit");
+    assert_non_null(strstr(audit, "\"operator\":\"tester\"")); /* $USER */
+    free(audit);
+    assert_int_equal(fk_t_int(g_c, "ZCARD %s:review", P), 0);
+    /* not in review / not there */
+    r = ctl((const char *const[]){"review", "resolve", "V1", "--as", "failed", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "not waiting for review"));
+    run_free(&r);
+    EXPECT(1, NULL, "review", "resolve", "NOPE", "--as", "failed");
+    stop_worker(w);
+}
+
+/* ---- dead ---------------------------------------------------------------- */
+
+static void t_dead(void **state) {
+    (void)state;
+    const char *good = "{\"order_id\":\"D1\",\"sku\":\"wow\",\"qty\":1,\"amount\":1}";
+    redisReply *x = fk_t_cmd(g_c, "XADD %s:dead * raw %s error %s source_id 1-0 kind order "
+                                  "order_id D1", P, good, "delivered 5 times");
+    char good_id[64];
+    snprintf(good_id, sizeof(good_id), "%s", x->str);
+    freeReplyObject(x);
+    x = fk_t_cmd(g_c, "XADD %s:dead * raw {bad error %s source_id 2-0 kind order order_id %s", P,
+                 "bad JSON", "");
+    char bad_id[64];
+    snprintf(bad_id, sizeof(bad_id), "%s", x->str);
+    freeReplyObject(x);
+    freeReplyObject(fk_t_cmd(g_c, "XADD %s:dead * raw \xff\xfe error binary source_id 3-0 kind "
+                                  "refund order_id %s", P, ""));
+    cJSON *j = JSON(NULL, "dead", "list", "--json");
+    assert_int_equal((int)jnum(j, "total"), 3);
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(j, "entries");
+    assert_int_equal(cJSON_GetArraySize(entries), 3);
+    assert_string_equal(jstr(cJSON_GetArrayItem(entries, 2), "id"), good_id); /* newest first */
+    assert_string_equal(jstr(cJSON_GetArrayItem(entries, 2), "raw"), good);
+    cJSON_Delete(j);
+    run r = ctl((const char *const[]){"dead", "list", "--count", "2", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "3 dead-lettered entries"));
+    run_free(&r);
+    /* still invalid: refused by id */
+    r = ctl((const char *const[]){"dead", "requeue", bad_id, NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "still invalid"));
+    run_free(&r);
+    EXPECT(1, NULL, "dead", "requeue", "12345-0");
+    /* the good one goes back on the stream and leaves the dead stream */
+    j = JSON(NULL, "dead", "requeue", good_id, "--json");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "requeued")), 1);
+    cJSON_Delete(j);
+    assert_int_equal(fk_t_int(g_c, "XLEN %s:dead", P), 2);
+    x = fk_t_cmd(g_c, "XRANGE %s:orders - +", P);
+    assert_int_equal(x->elements, 1);
+    assert_string_equal(x->element[0]->element[1]->element[1]->str, good);
+    freeReplyObject(x);
+    /* --all: both leftovers are skipped, with reasons */
+    j = JSON(NULL, "dead", "requeue", "--all", "--json");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "requeued")), 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "skipped")), 2);
+    cJSON_Delete(j);
+    assert_int_equal(fk_t_int(g_c, "XLEN %s:dead", P), 2);
+}
+
+/* ---- stock ---------------------------------------------------------------- */
+
+static void t_stock(void **state) {
+    (void)state;
+    cJSON *j = JSON("a1\r\n\n  a2  \na3", "stock", "add", "wow", "--json");
+    assert_int_equal((int)jnum(j, "added"), 3);
+    assert_int_equal((int)jnum(j, "in_stock"), 3);
+    cJSON_Delete(j);
+    redisReply *x = fk_t_cmd(g_c, "LRANGE %s:stock:wow 0 -1", P);
+    assert_string_equal(x->element[1]->str, "a2");
+    freeReplyObject(x);
+    /* garbage lines: nothing added, exit 2, the line numbers named */
+    char longline[400];
+    memset(longline, 'x', 300);
+    strcpy(longline + 300, "\n");
+    const char *bad[] = {"b1\nb\x01\x02\nb3\n", longline, "b1\n\xc3\x28\n", "b1\nb1\n",
+                         "b1\x7f\n", "b1\tb2\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        run r = ctl_in(bad[i], (const char *const[]){"stock", "add", "wow", NULL});
+        assert_int_equal(r.status, 2);
+        assert_non_null(strstr(r.err, "nothing added"));
+        assert_non_null(strstr(r.err, "line"));
+        run_free(&r);
+    }
+    run r = ctl_url_in(NULL, "z1\nz\0z\n", 7, 0, (const char *const[]){"stock", "add", "wow", NULL});
+    assert_int_equal(r.status, 2);
+    run_free(&r);
+    EXPECT(2, "\n\n  \n", "stock", "add", "wow");
+    EXPECT(2, "c1\n", "stock", "add", "bad\x01sku");
+    assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:wow", P), 3);
+    /* 2500 codes: more than one RPUSH batch */
+    char *many = malloc(2500 * 12 + 1);
+    size_t o = 0;
+    for (int i = 0; i < 2500; i++) o += (size_t)sprintf(many + o, "m-%d\n", i);
+    EXPECT(0, many, "stock", "add", "psn");
+    free(many);
+    j = JSON(NULL, "stock", "count", "--json");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "stock");
+    assert_int_equal((int)jnum(s, "wow"), 3);
+    assert_int_equal((int)jnum(s, "psn"), 2500);
+    cJSON_Delete(j);
+    j = JSON(NULL, "stock", "count", "psn", "--json");
+    assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "stock"), "psn"), 2500);
+    cJSON_Delete(j);
+    r = ctl((const char *const[]){"stock", "count", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "total"));
+    run_free(&r);
+}
+
+/* ---- workers, stats, top --------------------------------------------------- */
+
+static void t_workers_stats_top(void **state) {
+    (void)state;
+    fk_t_load_stock(g_c, P, 20);
+    pid_t w = start_worker("w-stats");
+    long long qty = fk_t_produce(g_c, P, "W", 1, 10);
+    (void)qty;
+    EXPECT(0, NULL, "submit", "--order-id", "WOOS", "--sku", "nothing", "--qty", "1",
+           "--amount", "1");
+    wait_state_is("WOOS", "failed");
+    wait_state_is("W10", "completed");
+    fk_t_sleep_ms(1200); /* a heartbeat */
+    cJSON *j = JSON(NULL, "workers", "--json");
+    assert_true(jnum(j, "alive") >= 1);
+    const cJSON *ws = cJSON_GetObjectItemCaseSensitive(j, "workers");
+    int found = 0;
+    for (int i = 0; i < cJSON_GetArraySize(ws); i++)
+        if (strcmp(jstr(cJSON_GetArrayItem(ws, i), "id"), "w-stats") == 0) {
+            found = 1;
+            assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ws, i),
+                                                                      "alive")));
+        }
+    assert_true(found);
+    cJSON_Delete(j);
+    run r = ctl((const char *const[]){"workers", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "w-stats"));
+    run_free(&r);
+
+    j = JSON(NULL, "stats", "--json");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "totals");
+    assert_int_equal((int)jnum(t, "completed"), 10);
+    assert_int_equal((int)jnum(t, "failed"), 1);
+    assert_int_equal((int)jnum(t, "submitted"), 11);
+    double rate = jnum(j, "success_rate");
+    assert_true(rate > 0.90 && rate < 0.91); /* 10 / 11 */
+    assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "failures_by_reason"),
+                               "out_of_stock"), 1);
+    assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "retry_distribution"), "0"),
+                     11);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "avg_retry_ms")));
+    cJSON_Delete(j);
+    r = ctl((const char *const[]){"stats", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "final success rate  90.91 %"));
+    assert_non_null(strstr(r.out, "out_of_stock"));
+    run_free(&r);
+
+    r = ctl((const char *const[]){"top", "--once", NULL});
+    assert_int_equal(r.status, 0);
+    for (const char *want = "THROUGHPUT\0BACKLOG\0IN FLIGHT\0BREAKER\0OUTCOMES\0RETRIES\0LAST "
+                            "HOUR\0FAILURES BY REASON\0RETRY-COUNT DISTRIBUTION\0";
+         *want; want += strlen(want) + 1)
+        assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, "90.91 %"));
+    assert_null(strchr(r.out, '\033')); /* --once is plain text */
+    run_free(&r);
+    j = JSON(NULL, "top", "--once", "--json");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "breaker");
+    assert_string_equal(jstr(b, "state"), "closed");
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(j, "throughput");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(tp,
+                                        "final_per_minute_last_hour")), 60);
+    cJSON_Delete(j);
+    /* live, output not a terminal: a frame per tick; SIGINT ends it, status 0 */
+    r = ctl_url_in(NULL, NULL, 0, slow(1600),
+                   (const char *const[]){"top", "--interval-ms", "500", NULL});
+    assert_int_equal(r.status, 0);
+    int frames = 0;
+    for (const char *p = r.out; (p = strstr(p, "faka top")); p++) frames++;
+    assert_true(frames >= 2);
+    assert_non_null(strstr(r.out, "/s (completed")); /* a rate from two frames */
+    run_free(&r);
+    r = ctl_url_in(NULL, NULL, 0, slow(700), (const char *const[]){"top", "--json", NULL});
+    assert_int_equal(r.status, 0);
+    cJSON *first = cJSON_ParseWithOpts(r.out, NULL, 0);
+    assert_non_null(first);
+    cJSON_Delete(first);
+    run_free(&r);
+    stop_worker(w);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(t_usage, flush),
+        cmocka_unit_test_setup(t_unreachable, flush),
+        cmocka_unit_test_setup(t_redis_error, flush),
+        cmocka_unit_test_setup(t_submit_and_order, flush),
+        cmocka_unit_test_setup(t_retry, flush),
+        cmocka_unit_test_setup(t_review, flush),
+        cmocka_unit_test_setup(t_dead, flush),
+        cmocka_unit_test_setup(t_stock, flush),
+        cmocka_unit_test_setup(t_workers_stats_top, flush),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
