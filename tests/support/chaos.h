@@ -34,6 +34,8 @@ typedef struct fk_t_chaos_opts {
     long drain_ms;           /* longest wait, after the chaos, for every order to end */
     long lease_ms;           /* workers' --lease-ms (HTTP timeout: 2/5 of it) */
     long stall_min_ms, stall_max_ms; /* 0: 1.5x and 3x the lease */
+    long order_ttl_s;        /* fleet's --order-ttl-s (the reaper settles orders still
+                                processing after it); 0 = faka's default */
     int reaper;              /* -1: run faka-reaper if it is built; 0: never; 1: required */
     int verbose;             /* progress lines on stderr */
     int keep;                /* keep the temp dir (logs, AOF) even when all is well */
@@ -100,6 +102,9 @@ typedef struct fk_t_chaos_result {
 
     /* racing duplicates */
     long long dup_groups, dup_groups_bad;
+
+    /* informative: what is still queued after the drain */
+    long long left_pending, left_retry, left_active;
 
     /* what went wrong, for the report */
     char examples[FK_T_CHAOS_EXAMPLES][256];
