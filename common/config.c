@@ -9,6 +9,7 @@
 #include "log.h"
 #include "url.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -77,14 +78,14 @@ static const opt options[] = {
     {"idem-ttl-s", "FAKA_IDEM_TTL_S", OPT_INT, OFF(idem_ttl_s), 0, 1, 31536000, "86400",
      W | R | C, CHK_NONE, "how long an idempotency key dedupes submissions"},
     {"order-ttl-s", "FAKA_ORDER_TTL_S", OPT_INT, OFF(order_ttl_s), 0, 1, 31536000, "1800",
-     W | R, CHK_NONE, "an order still processing after this is settled by the reaper"},
+     W | R | C, CHK_NONE, "an order still processing after this is settled by the reaper"},
     {"payment-ttl-s", "FAKA_PAYMENT_TTL_S", OPT_INT, OFF(payment_ttl_s), 0, 1, 31536000,
      "900", W | R, CHK_NONE, "an order waiting for payment longer than this expires"},
     {"retention-s", "FAKA_RETENTION_S", OPT_INT, OFF(retention_s), 0, 0, 315360000, "604800",
      W | R | C, CHK_NONE, "finished order records expire after this (0 = keep forever)"},
     {"dead-max", "FAKA_DEAD_MAX", OPT_INT, OFF(dead_max), 0, 100, 100000000, "100000",
      W | R | C, CHK_NONE, "faka:dead keeps about this many newest entries"},
-    {"max-deliveries", "FAKA_MAX_DELIVERIES", OPT_INT, OFF(max_deliveries), 0, 1, 1000, "5",
+    {"max-deliveries", "FAKA_MAX_DELIVERIES", OPT_INT, OFF(max_deliveries), 0, 1, 1000, "10",
      W | R, CHK_NONE, "an entry delivered this many times without an ack is dead-lettered"},
     {"http-timeout-ms", "FAKA_HTTP_TIMEOUT_MS", OPT_INT, OFF(http_timeout_ms), 0, 100,
      600000, "5000", W | R, CHK_NONE, "total time for one gateway or webhook request"},
@@ -98,8 +99,58 @@ static const opt options[] = {
     {"redis-timeout-ms", "FAKA_REDIS_TIMEOUT_MS", OPT_INT, OFF(redis_timeout_ms), 0, 100,
      600000, "3000", W | R | C, CHK_NONE,
      "connect timeout and longest wait for a reply before reconnecting"},
+    {"breaker-failures", "FAKA_BREAKER_FAILURES", OPT_INT, OFF(breaker_failures), 0, 0,
+     100000, "10", W | R, CHK_NONE,
+     "gateway circuit breaker opens after this many consecutive transient failures "
+     "(fleet-wide; 0 = rule off)"},
+    {"breaker-error-pct", "FAKA_BREAKER_ERROR_PCT", OPT_INT, OFF(breaker_error_pct), 0, 0, 100,
+     "80", W | R, CHK_NONE,
+     "... or when this percent of the calls in the window failed (0 = rule off)"},
+    {"breaker-min-calls", "FAKA_BREAKER_MIN_CALLS", OPT_INT, OFF(breaker_min_calls), 0, 1,
+     1000000, "20", W | R, CHK_NONE, "calls in the window before the percent rule applies"},
+    {"breaker-window-s", "FAKA_BREAKER_WINDOW_S", OPT_INT, OFF(breaker_window_s), 0, 1, 60,
+     "10", W | R, CHK_NONE, "sliding window of the percent rule, seconds"},
+    {"breaker-cooldown-ms", "FAKA_BREAKER_COOLDOWN_MS", OPT_INT, OFF(breaker_cooldown_ms), 0,
+     100, 3600000, "5000", W | R, CHK_NONE,
+     "an open breaker refuses gateway calls this long, then lets probes through"},
+    {"breaker-probes", "FAKA_BREAKER_PROBES", OPT_INT, OFF(breaker_probes), 0, 1, 3, "1",
+     W | R, CHK_NONE, "probe calls let through while half-open"},
+    {"rate-limit-rps", "FAKA_RATE_LIMIT_RPS", OPT_INT, OFF(rate_limit_rps), 0, 0, 1000000, "0",
+     W | R, CHK_NONE, "gateway calls per second across the fleet, token bucket (0 = no limit)"},
+    {"rate-limit-burst", "FAKA_RATE_LIMIT_BURST", OPT_INT, OFF(rate_limit_burst), 0, 0,
+     1000000, "0", W | R, CHK_NONE, "token bucket capacity (0 = one second's worth)"},
+    {"buyer-cooldown-failures", "FAKA_BUYER_COOLDOWN_FAILURES", OPT_INT,
+     OFF(buyer_cool_failures), 0, 0, 1000, "0", W | R, CHK_NONE,
+     "a buyer with this many declined / risk-rejected orders within the window is refused "
+     "(rate_limited) for a while (0 = off)"},
+    {"buyer-cooldown-window-s", "FAKA_BUYER_COOLDOWN_WINDOW_S", OPT_INT,
+     OFF(buyer_cool_window_s), 0, 1, 86400, "600", W | R, CHK_NONE,
+     "window in which a buyer's failures are counted"},
+    {"buyer-cooldown-s", "FAKA_BUYER_COOLDOWN_S", OPT_INT, OFF(buyer_cool_s), 0, 1, 86400,
+     "300", W | R, CHK_NONE, "how long such a buyer is refused"},
+    {"reap-ms", "FAKA_REAP_MS", OPT_INT, OFF(reap_ms), 0, 50, 600000, "1000", R, CHK_NONE,
+     "how often the reaper looks for orders past their TTL, dead consumers and entries "
+     "to trim"},
+    {"reap-batch", "FAKA_REAP_BATCH", OPT_INT, OFF(reap_batch), 0, 1, 10000, "100", R,
+     CHK_NONE, "orders one reaper settles at once (gateway queries in flight)"},
+    {"worker-ttl-ms", "FAKA_WORKER_TTL_MS", OPT_INT, OFF(worker_ttl_ms), 0, 3000, 86400000,
+     "30000", R | C, CHK_NONE,
+     "a worker whose heartbeat is older than this is dead: its consumer is removed once it "
+     "holds nothing"},
+    {"stream-trim", "FAKA_STREAM_TRIM", OPT_INT, OFF(stream_trim), 0, 0, 1, "1", R, CHK_NONE,
+     "1: the reaper trims acknowledged entries from the stream; 0: the stream is kept"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* s, at most max bytes of it, with control characters shown as '?', so that
+ * an error quoting user input stays one line. */
+static const char *printable(const char *s, size_t max, char *buf, size_t len) {
+    size_t n = 0;
+    for (; *s && n < max && n + 1 < len; s++, n++)
+        buf[n] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
+    buf[n] = '\0';
+    return buf;
+}
 
 /* "<source> --<name>: <rule>" into err. */
 static int setf(char *err, size_t errlen, const char *source, const char *name,
@@ -171,9 +222,12 @@ static int set_value(fk_config *cfg, const opt *o, const char *val, const char *
         char *end = NULL;
         errno = 0;
         long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end || v < o->min || v > o->max) {
-            snprintf(err, errlen, "%s --%s: '%.40s' is not an integer from %lld to %lld",
-                     source, o->name, val, o->min, o->max);
+        /* strtoll skips leading white space: " 5" is garbage, not 5 */
+        int lead = isdigit((unsigned char)val[0]) || val[0] == '-' || val[0] == '+';
+        if (!lead || errno || end == val || *end || v < o->min || v > o->max) {
+            char shown[48];
+            snprintf(err, errlen, "%s --%s: '%s' is not an integer from %lld to %lld",
+                     source, o->name, printable(val, 40, shown, sizeof(shown)), o->min, o->max);
             return FK_EINVAL;
         }
         *(long long *)(void *)field = v;
@@ -192,6 +246,13 @@ static int check_relations(fk_config *cfg, int bins, char *err, size_t errlen) {
         snprintf(err, errlen, "--retry-cap-ms must be >= --retry-base-ms");
         return FK_EINVAL;
     }
+    if (cfg->retention_s > 0 && cfg->retention_s < cfg->idem_ttl_s) {
+        snprintf(err, errlen,
+                 "--retention-s (%lld) must be 0 or at least --idem-ttl-s (%lld): an "
+                 "idempotency key must never outlive its order",
+                 cfg->retention_s, cfg->idem_ttl_s);
+        return FK_EINVAL;
+    }
     if ((bins & (FK_BIN_WORKER | FK_BIN_REAPER)) && strcmp(cfg->gateway_url, "none") != 0 &&
         cfg->http_timeout_ms * 2 > cfg->lease_ms) {
         snprintf(err, errlen,
@@ -204,10 +265,10 @@ static int check_relations(fk_config *cfg, int bins, char *err, size_t errlen) {
         snprintf(err, errlen, "--webhook-url needs --webhook-secret (FAKA_WEBHOOK_SECRET)");
         return FK_EINVAL;
     }
-    if (cfg->http_connect_timeout_ms > cfg->http_timeout_ms) {
-        snprintf(err, errlen, "--http-connect-timeout-ms must be <= --http-timeout-ms");
-        return FK_EINVAL;
-    }
+    if (cfg->rate_limit_burst == 0) cfg->rate_limit_burst = cfg->rate_limit_rps;
+    /* A connect cannot outlast the whole request: cap it, don't refuse. */
+    if (cfg->http_connect_timeout_ms > cfg->http_timeout_ms)
+        cfg->http_connect_timeout_ms = cfg->http_timeout_ms;
     if (!cfg->worker_id[0]) {
         char host[64] = "host";
         gethostname(host, sizeof(host) - 1);
@@ -255,11 +316,11 @@ int fk_config_load(fk_config *cfg, int bins, const char *synopsis, int argc, cha
             i++;
             break;
         }
-        if (strncmp(a, "--", 2) != 0) break;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fk_config_usage(stdout, bins, synopsis);
             return 1;
         }
+        if (strncmp(a, "--", 2) != 0) break;
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
@@ -269,7 +330,9 @@ int fk_config_load(fk_config *cfg, int bins, const char *synopsis, int argc, cha
                 strncmp(options[k].name, name, nlen) == 0)
                 o = &options[k];
         if (!o) {
-            snprintf(err, errlen, "unknown option '%.*s' (see --help)", (int)(nlen + 2), a);
+            char shown[72];
+            snprintf(err, errlen, "unknown option '%s' (see --help)",
+                     printable(a, nlen + 2 < 64 ? nlen + 2 : 64, shown, sizeof(shown)));
             return FK_EINVAL;
         }
         const char *val = eq ? eq + 1 : NULL;
@@ -285,7 +348,9 @@ int fk_config_load(fk_config *cfg, int bins, const char *synopsis, int argc, cha
     }
     if (first_arg) *first_arg = i;
     else if (i < argc) {
-        snprintf(err, errlen, "unexpected argument '%.64s' (see --help)", argv[i]);
+        char shown[72];
+        snprintf(err, errlen, "unexpected argument '%s' (see --help)",
+                 printable(argv[i], 64, shown, sizeof(shown)));
         return FK_EINVAL;
     }
     return check_relations(cfg, bins, err, errlen);

@@ -51,6 +51,24 @@ typedef struct fk_config {
     long long webhook_max;     /* notification attempts */
     /* redis connection watchdog */
     long long redis_timeout_ms;
+    /* gateway guard (guard.h): fleet-wide circuit breaker and rate limit */
+    long long breaker_failures;    /* consecutive transient failures that open; 0 = off */
+    long long breaker_error_pct;   /* error percent over the window that opens; 0 = off */
+    long long breaker_min_calls;   /* calls in the window before the percent counts */
+    long long breaker_window_s;
+    long long breaker_cooldown_ms; /* open this long, then half-open */
+    long long breaker_probes;      /* calls let through while half-open */
+    long long rate_limit_rps;      /* gateway calls per second, fleet-wide; 0 = off */
+    long long rate_limit_burst;    /* token bucket capacity; 0 = rate_limit_rps */
+    /* buyer cooldown (the stubborn clicker); failures 0 = off */
+    long long buyer_cool_failures;
+    long long buyer_cool_window_s;
+    long long buyer_cool_s;
+    /* reaper (reaper.h) */
+    long long reap_ms;         /* how often the reaper sweeps */
+    long long reap_batch;      /* orders settled at once per reaper */
+    long long worker_ttl_ms;   /* a heartbeat older than this is a dead worker */
+    long long stream_trim;     /* 1: trim acknowledged entries from the stream */
 } fk_config;
 
 /* Fill cfg with defaults, then environment, then argv (flags `--name value`

@@ -14,6 +14,7 @@ void fk_keys_init(fk_keys *k, const char *prefix) {
     snprintf(k->stats, sizeof(k->stats), "%s:stats", prefix);
     snprintf(k->notify, sizeof(k->notify), "%s:notify", prefix);
     snprintf(k->workers, sizeof(k->workers), "%s:workers", prefix);
+    snprintf(k->reapers, sizeof(k->reapers), "%s:reapers", prefix);
     snprintf(k->active, sizeof(k->active), "%s:active", prefix);
     snprintf(k->breaker, sizeof(k->breaker), "%s:breaker", prefix);
     snprintf(k->ratelimit, sizeof(k->ratelimit), "%s:ratelimit", prefix);

@@ -19,6 +19,7 @@ typedef struct fk_keys {
     char stats[96];    /* {p}:stats    hash of counters */
     char notify[96];   /* {p}:notify   zset order_id -> next webhook attempt ms */
     char workers[96];  /* {p}:workers  zset worker id -> last heartbeat ms */
+    char reapers[96];  /* {p}:reapers  zset reaper id -> last heartbeat ms */
     char active[96];   /* {p}:active   zset order_id -> deadline ms (non-final orders) */
     char breaker[96];  /* {p}:breaker  hash, fleet-wide gateway circuit breaker */
     char ratelimit[96];/* {p}:ratelimit hash, gateway token bucket */

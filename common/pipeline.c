@@ -15,8 +15,10 @@
 #include "clock.h"
 #include "err.h"
 #include "gateway.h"
+#include "guard.h"
 #include "log.h"
 #include "scripts.h"
+#include "transition.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -147,45 +149,10 @@ typedef struct tr_call {
 
 static void transition(fk_job *j, const tr *t) {
     const fk_ctx *c = j->ctx;
-    assert(fk_state_can(t->from, t->to));
-    char okey[FK_KEY_MAX], skey[FK_KEY_MAX], minute[160], msg[512], ops[16];
-    fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
-    fk_key_stock(c->keys, j->o.sku, skey, sizeof(skey));
-    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
-    if (t->reason)
-        fk_reason_message(t->reason, t->detail, msg, sizeof(msg));
-    else
-        snprintf(msg, sizeof(msg), "%s", fk_state_message(t->to));
-    snprintf(ops, sizeof(ops), "%s%s", t->ops ? t->ops : "", t->ack ? "A" : "");
-    fk_args a;
-    fk_args_init(&a);
-    fk_args_str(&a, okey);
-    fk_args_str(&a, c->keys->stream);
-    fk_args_str(&a, skey);
-    fk_args_str(&a, c->keys->retry);
-    fk_args_str(&a, c->keys->review);
-    fk_args_str(&a, c->keys->stats);
-    fk_args_str(&a, minute);
-    fk_args_str(&a, c->keys->notify);
-    fk_args_str(&a, c->keys->active);
-    fk_args_str(&a, c->keys->group);
-    fk_args_str(&a, t->ack ? j->entry_id : "");
-    fk_args_str(&a, j->fence);
-    fk_args_str(&a, fk_state_name(t->from));
-    fk_args_str(&a, fk_state_name(t->to));
-    fk_args_str(&a, fk_reason_code(t->reason));
-    fk_args_str(&a, msg);
-    fk_args_str(&a, ops);
-    fk_args_ll(&a, t->delay_ms);
-    fk_args_str(&a, t->charge ? t->charge : "");
-    fk_args_str(&a, t->payment_id ? t->payment_id : "");
-    fk_args_ll(&a, c->cfg->retention_s);
-    fk_args_str(&a, j->o.order_id);
-    fk_args_ll(&a, c->cfg->lease_ms);
-    fk_args_str(&a, "");
-    fk_args_str(&a, "");
-    fk_args_ll(&a, c->cfg->order_ttl_s * 1000);
-    fk_args_ll(&a, c->cfg->payment_ttl_s * 1000);
+    fk_tr x = {t->from, t->to, t->reason, t->detail, t->ops, t->delay_ms, t->charge,
+               t->payment_id, NULL, NULL, NULL, NULL};
+    fk_tr_order o = {j->o.order_id, j->o.sku, j->o.buyer, j->fence,
+                     t->ack ? j->entry_id : NULL};
     tr_call *tc = malloc(sizeof(*tc));
     if (!tc) {
         send_failed(j, FK_ENOMEM, "transition");
@@ -194,7 +161,7 @@ static void transition(fk_job *j, const tr *t) {
     tc->j = j;
     tc->to = t->to;
     if (t->charge) snprintf(j->charge, sizeof(j->charge), "%s", t->charge);
-    int rc = fk_script_call(c->redis, FK_LUA_TRANSITION, 9, &a, on_transition, tc);
+    int rc = fk_transition(c->redis, c->cfg, c->keys, &o, &x, on_transition, tc);
     if (rc) {
         free(tc);
         send_failed(j, rc, "transition");
@@ -215,6 +182,7 @@ static void on_transition(fk_redis *r, redisReply *reply, void *arg) {
 static void run_work(fk_job *j);
 static void charge(fk_job *j);
 static void query(fk_job *j);
+static void guard_report(fk_job *j, const fk_gw_result *res);
 
 static void deliver(fk_job *j, const char *payment_id) {
     tr t = {FK_ST_PROCESSING, FK_ST_COMPLETED, FK_R_NONE, NULL, j->ctx->notify ? "DN" : "D",
@@ -238,12 +206,14 @@ static void review(fk_job *j, fk_state from, fk_reason reason, const char *detai
 static void retry_or_give_up(fk_job *j, int maybe_charged, long long retry_after_ms,
                              const char *detail) {
     const fk_config *cfg = j->ctx->cfg;
+    /* A charge we just sent that certainly did not land is "absent"; one
+     * that may have landed is "unknown" (the next attempt asks first).
+     * Earlier doubt is always resolved by a query before a new POST, so
+     * this attempt's answer is the whole truth. */
     const char *charge_state = maybe_charged ? "unknown" : j->charge;
-    int unknown = maybe_charged || strcmp(j->charge, "sent") == 0 ||
-                  strcmp(j->charge, "unknown") == 0;
     if (!maybe_charged && strcmp(j->charge, "sent") == 0) charge_state = "absent";
     if (j->attempts + 1 >= cfg->retry_max) {
-        if (unknown && maybe_charged) {
+        if (maybe_charged) {
             review(j, FK_ST_PROCESSING, FK_R_PAYMENT_UNKNOWN, detail);
         } else {
             fk_info("order.exhausted", oid(j), "giving up after %d attempts: %s",
@@ -261,19 +231,24 @@ static void retry_or_give_up(fk_job *j, int maybe_charged, long long retry_after
     transition(j, &t);
 }
 
+/* The buyer still has to act: pending_payment, first status poll later. */
+static void wait_for_payment(fk_job *j, const char *payment_id) {
+    tr t = {FK_ST_PROCESSING, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P",
+            fk_backoff_delay(0, j->ctx->cfg->retry_base_ms, j->ctx->cfg->retry_cap_ms),
+            "pending", payment_id[0] ? payment_id : NULL, 1};
+    transition(j, &t);
+}
+
 static void on_charge(void *arg, const fk_gw_result *res) {
     fk_job *j = arg;
+    guard_report(j, res);
     switch (res->outcome) {
     case FK_GW_PAID:
         deliver(j, res->payment_id);
         return;
-    case FK_GW_PENDING: {
-        tr t = {FK_ST_PROCESSING, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P",
-                fk_backoff_delay(0, j->ctx->cfg->retry_base_ms, j->ctx->cfg->retry_cap_ms),
-                "pending", res->payment_id[0] ? res->payment_id : NULL, 1};
-        transition(j, &t);
+    case FK_GW_PENDING:
+        wait_for_payment(j, res->payment_id);
         return;
-    }
     case FK_GW_DECLINED:
         fail(j, FK_R_PAYMENT_DECLINED, res->detail, "declined");
         return;
@@ -299,6 +274,7 @@ static void on_charge(void *arg, const fk_gw_result *res) {
 
 static void on_query(void *arg, const fk_gw_result *res) {
     fk_job *j = arg;
+    guard_report(j, res);
     j->queried = 1;
     if (j->state == FK_ST_PENDING_PAYMENT) {
         const fk_config *cfg = j->ctx->cfg;
@@ -331,13 +307,9 @@ static void on_query(void *arg, const fk_gw_result *res) {
     case FK_GW_PAID:
         deliver(j, res->payment_id);
         return;
-    case FK_GW_PENDING: {
-        tr t = {FK_ST_PROCESSING, FK_ST_PENDING_PAYMENT, FK_R_NONE, NULL, "P",
-                fk_backoff_delay(0, j->ctx->cfg->retry_base_ms, j->ctx->cfg->retry_cap_ms),
-                "pending", res->payment_id[0] ? res->payment_id : NULL, 1};
-        transition(j, &t);
+    case FK_GW_PENDING:
+        wait_for_payment(j, res->payment_id);
         return;
-    }
     case FK_GW_DECLINED:
         fail(j, FK_R_PAYMENT_DECLINED, res->detail, "declined");
         return;
@@ -353,15 +325,85 @@ static void on_query(void *arg, const fk_gw_result *res) {
     }
 }
 
-static void query(fk_job *j) {
+static void query_now(fk_job *j) {
     int rc = fk_gateway_query(j->ctx->gateway, j->o.idem_key, on_query, j);
     if (rc) send_failed(j, rc, "gateway query");
 }
 
 /* Record charge=sent (the recovery point), then POST in after_transition. */
-static void charge(fk_job *j) {
+static void charge_now(fk_job *j) {
     tr t = {FK_ST_PROCESSING, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0, "sent", NULL, 0};
     transition(j, &t);
+}
+
+/* ---- the gateway guard (guard.h) ----------------------------------------
+ * Every gateway call (charge or query) first asks the fleet-wide breaker
+ * and token bucket. Refused: the order waits in the retry zset for the
+ * time the guard names (plus jitter, so a herd does not come back at one
+ * instant), with its attempts untouched (op W), and the entry is acked. */
+
+typedef struct guard_call {
+    fk_job *j;
+    void (*go)(fk_job *j);
+} guard_call;
+
+static void on_guard(void *arg, int err, const fk_guard_verdict *v) {
+    guard_call *g = arg;
+    fk_job *j = g->j;
+    void (*go)(fk_job *) = g->go;
+    free(g);
+    if (err) {
+        send_failed(j, err, "gateway guard check");
+        return;
+    }
+    if (v->allow) {
+        j->probe = v->probe;
+        go(j);
+        return;
+    }
+    /* the bucket already spaced refused calls one token apart: jitter
+     * within a token's time; a breaker refusal is spread wider */
+    long long rps = j->ctx->cfg->rate_limit_rps;
+    long long delay = v->wait_ms + (strcmp(v->why, "rate") == 0 && rps > 0
+                                        ? fk_rand_upto(1000 / rps)
+                                        : fk_rand_upto(v->wait_ms / 2 + 200));
+    fk_debug("order.deferred", oid(j),
+            "gateway guard refused (%s, breaker %s): again in %lld ms, no attempt used",
+            v->why, v->state, delay);
+    tr t = {j->state, j->state, FK_R_NONE, NULL, "W", delay, NULL, NULL, 1};
+    transition(j, &t);
+}
+
+static void guarded(fk_job *j, void (*go)(fk_job *j)) {
+    fk_guard_policy p;
+    fk_guard_policy_init(&p, j->ctx->cfg);
+    guard_call *g = malloc(sizeof(*g));
+    if (!g) {
+        send_failed(j, FK_ENOMEM, "gateway guard check");
+        return;
+    }
+    g->j = j;
+    g->go = go;
+    int rc = fk_guard_check(j->ctx->redis, j->ctx->keys, &p, on_guard, g);
+    if (rc) {
+        free(g);
+        send_failed(j, rc, "gateway guard check");
+    }
+}
+
+static void query(fk_job *j) { guarded(j, query_now); }
+
+static void charge(fk_job *j) { guarded(j, charge_now); }
+
+/* Tell the breaker how the call went: only a transient outcome (429, 5xx,
+ * timeout, reset, garbage) is a failure. Fire and forget. */
+static void guard_report(fk_job *j, const fk_gw_result *res) {
+    fk_guard_policy p;
+    fk_guard_policy_init(&p, j->ctx->cfg);
+    int rc = fk_guard_report(j->ctx->redis, j->ctx->keys, &p,
+                             res->outcome == FK_GW_TRANSIENT, j->probe);
+    if (rc) fk_debug("guard.report", oid(j), "not sent: %s", fk_strerror(rc));
+    j->probe = 0;
 }
 
 static void post_charge(fk_job *j) {
@@ -552,7 +594,8 @@ static void on_accept(fk_redis *r, redisReply *reply, void *arg) {
 
 static void accept_order(fk_job *j) {
     const fk_ctx *c = j->ctx;
-    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], skey[FK_KEY_MAX], minute[160], moos[256];
+    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], skey[FK_KEY_MAX], ckey[FK_KEY_MAX], minute[160],
+        moos[256], mrate[256];
     fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
     fk_key_idem(c->keys, j->o.idem_key, ikey, sizeof(ikey));
     fk_key_stock(c->keys, j->o.sku, skey, sizeof(skey));
@@ -569,6 +612,14 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, c->keys->retry);
     fk_args_str(&a, c->keys->notify);
     fk_args_str(&a, c->keys->active);
+    /* the buyer cooldown: refused while the buyer's key says so */
+    int nkeys = 9;
+    if (c->cfg->buyer_cool_failures > 0 && j->o.buyer[0]) {
+        fk_key_cooldown(c->keys, j->o.buyer, ckey, sizeof(ckey));
+        fk_args_str(&a, ckey);
+        nkeys = 10;
+    }
+    fk_reason_message(FK_R_RATE_LIMITED, "{retry_after}", mrate, sizeof(mrate));
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, j->entry_id);
     fk_args_str(&a, j->o.order_id);
@@ -587,7 +638,8 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, moos);
     fk_args_str(&a, c->notify ? "1" : "0");
     fk_args_ll(&a, c->cfg->order_ttl_s * 1000);
-    int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, 9, &a, on_accept, j);
+    fk_args_str(&a, mrate);
+    int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, nkeys, &a, on_accept, j);
     if (rc) send_failed(j, rc, "accept");
 }
 
@@ -628,8 +680,9 @@ static void on_payment(fk_redis *r, redisReply *reply, void *arg) {
 }
 
 /* Run payment.lua; skey is the order's stock key ("" when the order has
- * no record yet), needed to release the codes of a declined order. */
-static void payment(fk_job *j, const fk_payment *p, const char *skey) {
+ * no record yet), needed to release the codes of a declined order; ckey
+ * the buyer's cooldown key ("" = none), where a decline is counted. */
+static void payment(fk_job *j, const fk_payment *p, const char *skey, const char *ckey) {
     const fk_ctx *c = j->ctx;
     char okey[FK_KEY_MAX], minute[160], mdecl[256], mlate[256], mnoresv[256];
     fk_key_order(c->keys, p->order_id, okey, sizeof(okey));
@@ -650,6 +703,11 @@ static void payment(fk_job *j, const fk_payment *p, const char *skey) {
     fk_args_str(&a, c->keys->notify);
     fk_args_str(&a, c->keys->retry);
     fk_args_str(&a, c->keys->active);
+    int nkeys = 9;
+    if (ckey[0]) {
+        fk_args_str(&a, ckey);
+        nkeys = 10;
+    }
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, j->entry_id);
     fk_args_str(&a, p->order_id);
@@ -662,13 +720,17 @@ static void payment(fk_job *j, const fk_payment *p, const char *skey) {
     fk_args_str(&a, mlate);
     fk_args_str(&a, c->notify ? "1" : "0");
     fk_args_str(&a, mnoresv);
-    int rc = fk_script_call(c->redis, FK_LUA_PAYMENT, 9, &a, on_payment, j);
+    fk_args_ll(&a, c->cfg->buyer_cool_failures);
+    fk_args_ll(&a, c->cfg->buyer_cool_window_s);
+    fk_args_ll(&a, c->cfg->buyer_cool_s);
+    int rc = fk_script_call(c->redis, FK_LUA_PAYMENT, nkeys, &a, on_payment, j);
     if (rc) send_failed(j, rc, "payment");
 }
 
 /* A payment needs its order's stock key (to release codes on a decline),
- * and that needs the SKU from the record: read it, then run payment.lua.
- * A record changing SKU in between is impossible (the SKU never changes). */
+ * and that needs the SKU from the record: read it (and the buyer, for the
+ * cooldown), then run payment.lua. A record changing SKU or buyer in
+ * between is impossible (neither ever changes). */
 typedef struct pay_ctx {
     fk_job *j;
     fk_payment p;
@@ -677,21 +739,26 @@ typedef struct pay_ctx {
 static void on_sku(fk_redis *r, redisReply *reply, void *arg) {
     pay_ctx *pc = arg;
     fk_job *j = pc->j;
-    char skey[FK_KEY_MAX] = "";
+    char skey[FK_KEY_MAX] = "", ckey[FK_KEY_MAX] = "";
     (void)r;
     int rc = fk_redis_reply_err(reply, NULL, 0);
+    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)) rc = FK_EPROTO;
     if (rc) {
         free(pc);
         send_failed(j, rc, "payment sku lookup");
         return;
     }
-    if (reply->type == REDIS_REPLY_STRING)
-        fk_key_stock(j->ctx->keys, reply->str, skey, sizeof(skey));
+    const redisReply *sku = reply->element[0], *buyer = reply->element[1];
+    if (sku->type == REDIS_REPLY_STRING)
+        fk_key_stock(j->ctx->keys, sku->str, skey, sizeof(skey));
     else /* no record yet: any key name will do, nothing is released */
         fk_key_stock(j->ctx->keys, "", skey, sizeof(skey));
+    if (buyer->type == REDIS_REPLY_STRING && buyer->len > 0 &&
+        j->ctx->cfg->buyer_cool_failures > 0)
+        fk_key_cooldown(j->ctx->keys, buyer->str, ckey, sizeof(ckey));
     fk_payment p = pc->p;
     free(pc);
-    payment(j, &p, skey);
+    payment(j, &p, skey, ckey);
 }
 
 static void payment_with_sku(fk_job *j, const fk_payment *p) {
@@ -704,7 +771,7 @@ static void payment_with_sku(fk_job *j, const fk_payment *p) {
     pc->j = j;
     pc->p = *p;
     fk_key_order(j->ctx->keys, p->order_id, okey, sizeof(okey));
-    int rc = fk_redis_command(j->ctx->redis, on_sku, pc, "HGET %s sku", okey);
+    int rc = fk_redis_command(j->ctx->redis, on_sku, pc, "HMGET %s sku buyer", okey);
     if (rc) {
         free(pc);
         send_failed(j, rc, "payment sku lookup");

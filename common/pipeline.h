@@ -61,6 +61,7 @@ struct fk_job {
     char pay_status[16];
     char payment_id[129];
     int queried;         /* the gateway was asked for status in this job */
+    int probe;           /* the gateway guard let this call through as a probe */
 };
 
 /* Create a job for one entry (copies everything). kind is the entry's

@@ -22,7 +22,13 @@
     X(FK_LUA_RECLAIM, "reclaim")                                             \
     X(FK_LUA_PAYMENT, "payment")                                             \
     X(FK_LUA_NOTIFY_CLAIM, "notify_claim")                                   \
-    X(FK_LUA_NOTIFY_DONE, "notify_done")
+    X(FK_LUA_NOTIFY_DONE, "notify_done")                                     \
+    X(FK_LUA_GUARD_CHECK, "guard_check")                                     \
+    X(FK_LUA_GUARD_REPORT, "guard_report")                                   \
+    X(FK_LUA_SETTLE_DUE, "settle_due")                                       \
+    X(FK_LUA_SETTLE_TAKE, "settle_take")                                     \
+    X(FK_LUA_SWEEP_CONSUMERS, "sweep_consumers")                             \
+    X(FK_LUA_TRIM_STREAM, "trim_stream")
 
 enum fk_script_id {
 #define FK_LUA_ENUM(sym, name) sym,

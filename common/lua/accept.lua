@@ -6,17 +6,22 @@
 --   none -> processing (a new order; a payment stub has no state yet)
 --   processing -> failed/out_of_stock (not enough stock, in the same call)
 --   processing -> completed ('paid' mode, in the same call)
+--   none -> failed/rate_limited (the buyer is in a cooldown, see lib.lua
+--     fk_cool_fail: refused before anything is held, no stock, no
+--     idempotency key; the message says when to try again)
 -- KEYS: 1 order hash, 2 idem key, 3 stock list, 4 orders stream, 5 stats,
---       6 stats minute, 7 retry zset, 8 notify zset, 9 active zset
+--       6 stats minute, 7 retry zset, 8 notify zset, 9 active zset,
+--       [10 the buyer's cooldown hash; absent: no buyer or cooldown off]
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 idempotency key, 5 sku, 6 qty,
 --       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge',
 --       12 lease ms, 13 retention s, 14 msg processing, 15 msg completed,
 --       16 msg out of stock, 17 '1' to queue the shop webhook on delivery,
---       18 order ttl ms (deadline in the active zset)
+--       18 order ttl ms (deadline in the active zset), 19 msg rate limited
+--       with '{retry_after}' where the seconds go (with KEYS[10] only)
 -- Returns {'dup', owner} | {'conflict', state} | {'completed', codes} |
---         {'failed', reason} | fk_take's answers | fk_work's answer
-local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+--         {'failed', reason[, message]} | fk_take's answers | fk_work's answer
+local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, ckey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local group, entry, oid = ARGV[1], ARGV[2], ARGV[3]
 local qty = tonumber(ARGV[6])
 local now = fk_now()
@@ -24,7 +29,8 @@ local now = fk_now()
 local owner = redis.call('GET', ikey)
 if owner and owner ~= oid then return {'dup', owner} end
 
-local cur = redis.call('HMGET', okey, 'state', 'sku', 'qty', 'amount', 'currency')
+local cur = redis.call('HMGET', okey, 'state', 'sku', 'qty', 'amount', 'currency',
+  'pay_status', 'payment_id')
 if cur[1] then
   if cur[2] ~= ARGV[5] or cur[3] ~= ARGV[6] or cur[4] ~= ARGV[7] or cur[5] ~= ARGV[8] then
     return {'conflict', cur[1]}
@@ -33,34 +39,76 @@ if cur[1] then
   return fk_take(okey, rkey, stream, group, entry, oid, tonumber(ARGV[12]), now)
 end
 
+if ckey then
+  local untl = tonumber(redis.call('HGET', ckey, 'until') or '0') or 0
+  -- a payment the shop already reported succeeded is never refused
+  if untl > now and redis.call('HGET', okey, 'pay_status') ~= 'succeeded' then
+    local msg = string.gsub(ARGV[19], '{retry_after}', tostring(math.ceil((untl - now) / 1000)))
+    redis.call('HSET', okey, 'state', FK_ST.FAILED, 'reason', FK_R.RATE_LIMITED,
+      'message', msg, 'attempts', 0, 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7],
+      'currency', ARGV[8], 'buyer', ARGV[9], 'idem', ARGV[4], 'created_at', now,
+      'updated_at', now)
+    fk_count(stats, minute, 'submitted', 1)
+    fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.RATE_LIMITED, now, ARGV[13])
+    fk_ack(stream, group, entry)
+    return {'failed', FK_R.RATE_LIMITED, msg}
+  end
+end
+
 if not owner then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
-redis.call('HSET', okey, 'state', FK_ST.PROCESSING, 'reason', '', 'message', ARGV[14],
-  'attempts', 0, 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7], 'currency', ARGV[8],
-  'buyer', ARGV[9], 'idem', ARGV[4], 'created_at', now, 'updated_at', now, 'fence', 1)
-redis.call('PERSIST', okey) -- a payment that came first left a stub with a TTL
 fk_count(stats, minute, 'submitted', 1)
+-- The new record is written with one HSET once this call knows how it ends
+-- (the same fields, in the same order, as writing it as processing first).
+-- A new record has no attempts, no first failure and no lease yet: that is
+-- what fk_finalize is told (it need not read nor delete them).
+-- (Numbers go to Redis as strings made here: a number argument costs Redis a
+-- %.17g conversion.)
+local snow = string.format('%d', now)
+local rec = {'state', FK_ST.PROCESSING, 'reason', '', 'message', ARGV[14],
+  'attempts', '0', 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7], 'currency', ARGV[8],
+  'buyer', ARGV[9], 'idem', ARGV[4], 'created_at', snow, 'updated_at', snow, 'fence', '1'}
+local fresh = {'0', false}
 
 if redis.call('LLEN', skey) < qty then
-  redis.call('HSET', okey, 'state', FK_ST.FAILED, 'reason', FK_R.OUT_OF_STOCK,
-    'message', ARGV[16])
-  fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.OUT_OF_STOCK, now, ARGV[13])
+  rec[2], rec[4], rec[6] = FK_ST.FAILED, FK_R.OUT_OF_STOCK, ARGV[16]
+  redis.call('HSET', okey, unpack(rec))
+  -- fk_finalize's EXPIRE (or PERSIST) replaces a payment stub's TTL
+  fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.OUT_OF_STOCK, now, ARGV[13], fresh)
   fk_ack(stream, group, entry)
   return {'failed', FK_R.OUT_OF_STOCK}
 end
-local codes = cjson.encode(redis.call('LPOP', skey, qty))
+local codes = cjson.encode(redis.call('LPOP', skey, ARGV[6]))
 
 if ARGV[11] == 'paid' then
-  redis.call('HSET', okey, 'state', FK_ST.COMPLETED, 'codes', codes, 'message', ARGV[15])
+  rec[2], rec[6] = FK_ST.COMPLETED, ARGV[15]
+  rec[#rec + 1], rec[#rec + 2] = 'codes', codes
   if ARGV[17] == '1' then
-    redis.call('ZADD', nkey, now, oid)
-    redis.call('HSET', okey, 'notify', 'pending')
+    redis.call('ZADD', nkey, snow, oid)
+    rec[#rec + 1], rec[#rec + 2] = 'notify', 'pending'
   end
-  fk_finalize(okey, stats, minute, FK_ST.COMPLETED, '', now, ARGV[13])
+  redis.call('HSET', okey, unpack(rec))
+  fk_finalize(okey, stats, minute, FK_ST.COMPLETED, '', now, ARGV[13], fresh)
   fk_ack(stream, group, entry)
   return {'completed', codes}
 end
 
-redis.call('HSET', okey, 'resv', codes, 'charge', 'none',
-  'lease_until', now + tonumber(ARGV[12]), 'lease_entry', entry)
-redis.call('ZADD', akey, now + tonumber(ARGV[18]), oid)
-return fk_work(okey)
+local n = #rec
+rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'resv', codes, 'charge', 'none'
+rec[n + 5], rec[n + 6] = 'lease_until', string.format('%d', now + tonumber(ARGV[12]))
+rec[n + 7], rec[n + 8] = 'lease_entry', entry
+redis.call('HSET', okey, unpack(rec))
+redis.call('PERSIST', okey) -- a payment that came first left a stub with a TTL
+redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[18])), oid)
+-- fk_work's answer from what was just written and the stub's fields read
+-- above, without reading the record back (any field this does not know:
+-- read it back after all)
+local known = {state = FK_ST.PROCESSING, fence = '1', charge = 'none', attempts = '0',
+  idem = ARGV[4], sku = ARGV[5], qty = ARGV[6], amount = ARGV[7], currency = ARGV[8],
+  buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '', polls = '',
+  resv = codes}
+local out = {'work'}
+for i, f in ipairs(FK_WORK_FIELDS) do
+  if known[f] == nil then return fk_work(okey) end
+  out[i + 1] = known[f]
+end
+return out

@@ -17,38 +17,78 @@ local function fk_ack(stream, group, entry)
 end
 
 -- Add n to a per-minute counter that keeps itself for two hours.
+-- (Counts go to Redis as strings: a number argument costs Redis a %.17g
+-- conversion, a few thousand instructions each, on every hot path.)
 local function fk_minute(minute, field, n)
-  if redis.call('HINCRBY', minute, field, n) == n then
-    redis.call('PEXPIRE', minute, 7200000)
+  if redis.call('HINCRBY', minute, field, n == 1 and '1' or n) == n then
+    redis.call('PEXPIRE', minute, '7200000')
   end
 end
 
 local function fk_count(stats, minute, field, n)
-  redis.call('HINCRBY', stats, field, n)
+  redis.call('HINCRBY', stats, field, n == 1 and '1' or n)
   fk_minute(minute, field, n)
 end
 
 -- An order reached a final state: count it (totals, failures by reason,
 -- retry-count distribution, retry duration), drop its lease, and let a
 -- settled record expire after the retention (never one waiting for review).
-local function fk_finalize(okey, stats, minute, state, reason, now, retention)
-  local h = redis.call('HMGET', okey, 'attempts', 'first_fail_at')
-  local attempts = tonumber(h[1] or '0') or 0
+-- known (optional, a hot-path saving of two calls): {attempts, first_fail_at}
+-- as the caller already read them, and the caller has dropped the lease.
+local function fk_finalize(okey, stats, minute, state, reason, now, retention, known)
+  local h = known or redis.call('HMGET', okey, 'attempts', 'first_fail_at')
+  local attempts = h[1] or '0'
+  if not string.find(attempts, '^%d+$') then attempts = tonumber(attempts) or 0 end
   local first_fail = tonumber(h[2] or '0') or 0
   fk_count(stats, minute, state, 1)
   if reason ~= '' then fk_count(stats, minute, 'reason:' .. reason, 1) end
-  redis.call('HINCRBY', stats, 'attempts:' .. attempts, 1)
+  redis.call('HINCRBY', stats, 'attempts:' .. attempts, '1')
   if first_fail > 0 then
     redis.call('HINCRBY', stats, 'retry_ms_sum', now - first_fail)
     redis.call('HINCRBY', stats, 'retry_ms_count', 1)
   end
-  redis.call('HDEL', okey, 'lease_until', 'lease_entry')
+  if not known then redis.call('HDEL', okey, 'lease_until', 'lease_entry') end
   local ret = tonumber(retention) or 0
   if ret > 0 and state ~= FK_ST.MANUAL_REVIEW then
-    redis.call('EXPIRE', okey, ret)
+    redis.call('EXPIRE', okey, string.find(retention, '^%d+$') and retention or ret)
   else
     redis.call('PERSIST', okey)
   end
+end
+
+-- The buyer cooldown (the story's "stubborn clicker"): a buyer's order
+-- failed. Only failures that are the buyer's doing or the gateway's refusal
+-- of the buyer count (declined, risk-rejected); out of stock, retries
+-- exhausted, timeouts are ours and never hold a buyer back. `n` counted
+-- failures within `window_s` start a cooldown of `cool_s` seconds
+-- (field `until`, read by accept.lua) and the count starts afresh.
+-- ckey is the buyer's {p}:cool:{buyer} hash (nil: no buyer, or cooldown off).
+local FK_COOL_REASONS = {[FK_R.PAYMENT_DECLINED] = true, [FK_R.RISK_REJECTED] = true}
+
+local function fk_cool_fail(ckey, oid, reason, now, n, window_s, cool_s)
+  n = tonumber(n or '') or 0
+  if not ckey or n <= 0 or not FK_COOL_REASONS[reason] then return end
+  local w, c = (tonumber(window_s) or 0) * 1000, (tonumber(cool_s) or 0) * 1000
+  redis.call('HSET', ckey, 'f:' .. oid, now)
+  local h = redis.call('HGETALL', ckey)
+  local live, old = {}, {}
+  for i = 1, #h, 2 do
+    if string.sub(h[i], 1, 2) == 'f:' then
+      if (tonumber(h[i + 1]) or 0) <= now - w then old[#old + 1] = h[i]
+      else live[#live + 1] = h[i] end
+    end
+  end
+  if #old > 0 then redis.call('HDEL', ckey, unpack(old)) end
+  local ttl = w
+  if #live >= n then
+    redis.call('HSET', ckey, 'until', now + c)
+    redis.call('HDEL', ckey, unpack(live))
+    if c > ttl then ttl = c end
+  else
+    local untl = tonumber(redis.call('HGET', ckey, 'until') or '0') or 0
+    if untl - now > ttl then ttl = untl - now end
+  end
+  redis.call('PEXPIRE', ckey, ttl + 1000)
 end
 
 -- What a worker needs to carry an order on (see pipeline.c, WORK_*).

@@ -3,18 +3,22 @@
 -- doing (the fence is bumped, so a worker mid-charge cannot apply a stale
 -- transition), and a repeated notification changes nothing.
 -- Transitions (checked against state.c by tests/unit/test_state.c):
---   processing|pending_payment -> completed (succeeded, reservation held)
---   processing|pending_payment -> failed/payment_declined (declined)
---   processing|pending_payment -> manual_review/payment_unknown (succeeded,
---     but no reservation to deliver)
+--   pending_payment -> processing (the outcome is in; an order waiting for
+--     payment takes this hop first, and the next one in the same call)
+--   processing -> completed (succeeded, reservation held)
+--   processing -> failed/payment_declined (declined)
+--   processing -> manual_review/payment_unknown (succeeded, but no
+--     reservation to deliver)
 --   failed|expired -> manual_review/late_payment (succeeded too late)
 --   no record yet: the payment is kept on a stub that accept.lua merges.
 -- KEYS: 1 order hash, 2 orders stream, 3 stock list, 4 stats, 5 stats
---       minute, 6 review zset, 7 notify zset, 8 retry zset, 9 active zset
+--       minute, 6 review zset, 7 notify zset, 8 retry zset, 9 active zset,
+--       [10 the buyer's cooldown hash: a decline counts against the buyer]
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 'succeeded'|'declined',
 --       5 payment_id, 6 stub ttl s, 7 retention s, 8 msg completed,
 --       9 msg declined, 10 msg late payment, 11 '1' to queue the webhook,
---       12 msg no reservation
+--       12 msg no reservation, 13 cooldown failures, 14 cooldown window s,
+--       15 cooldown s (13-15 with KEYS[10] only)
 -- Returns {'stub'} | {'completed', codes} | {'failed'} | {'review'} |
 --         {'noop', state}
 local okey, stream, skey, stats, minute, vkey, nkey, rkey, akey =
@@ -62,6 +66,7 @@ if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
     redis.call('HSET', okey, 'state', FK_ST.FAILED, 'reason', FK_R.PAYMENT_DECLINED,
       'message', ARGV[9], 'charge', 'declined')
     fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.PAYMENT_DECLINED, now, ARGV[7])
+    fk_cool_fail(KEYS[10], oid, FK_R.PAYMENT_DECLINED, now, ARGV[13], ARGV[14], ARGV[15])
     out = {'failed'}
   end
   fk_ack(stream, group, entry)
@@ -73,6 +78,7 @@ if status == 'succeeded' and (st == FK_ST.FAILED or st == FK_ST.EXPIRED) then
     'message', ARGV[10], 'pay_status', status, 'payment_id', pid, 'updated_at', now)
   redis.call('ZADD', vkey, now, oid)
   fk_finalize(okey, stats, minute, FK_ST.MANUAL_REVIEW, FK_R.LATE_PAYMENT, now, ARGV[7])
+  fk_count(stats, minute, 'reopened', 1) -- it left failed/expired (docs/METRICS.md)
   fk_ack(stream, group, entry)
   return {'review'}
 end

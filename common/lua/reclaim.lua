@@ -4,6 +4,10 @@
 -- those Redis has already delivered max-deliveries times: those are poison
 -- and go to the dead stream with their history. Redis's own delivery count
 -- is used, so a worker that dies before it can count still counts.
+-- The count also grows when workers holding a good entry keep dying, so a
+-- dead-lettered entry that names an order is followed by a `retry` entry
+-- for that order: an accepted order carries on under its lease and fence
+-- (resume.lua acknowledges a retry for an order that does not exist).
 -- KEYS: 1 orders stream, 2 dead stream, 3 stats, 4 stats minute
 -- ARGV: 1 group, 2 consumer, 3 min idle ms, 4 count, 5 max deliveries,
 --       6 dead stream max length
@@ -12,20 +16,39 @@ local stream, dead, stats, minute = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, consumer, idle = ARGV[1], ARGV[2], ARGV[3]
 local maxd = tonumber(ARGV[5])
 local pend = redis.call('XPENDING', stream, group, 'IDLE', idle, '-', '+', tonumber(ARGV[4]))
+-- The order an entry is about, or nil.
+local function order_of(kind, raw)
+  local oid
+  if kind == 'retry' then
+    oid = string.match(raw, '^([^@]+)')
+  elseif (kind == 'order' or kind == 'payment') and #raw <= 16384 then
+    local ok, v = pcall(cjson.decode, raw)
+    if ok and type(v) == 'table' and type(v.order_id) == 'string' then oid = v.order_id end
+  end
+  if oid and #oid <= 64 and string.match(oid, '^[%w_.:%-]+$') then return oid end
+  return nil
+end
+
 local claim = {}
+local now = nil
 for _, p in ipairs(pend) do
   local id, owner, deliveries = p[1], p[2], tonumber(p[4])
   if deliveries >= maxd then
     local e = redis.call('XRANGE', stream, id, id)
     local kind, raw = '', ''
-    if e[1] and e[1][2] then
-      kind, raw = e[1][2][1] or '', e[1][2][2] or ''
-      if #raw > 4096 then raw = string.sub(raw, 1, 4096) .. '...[truncated]' end
+    if e[1] and e[1][2] then kind, raw = e[1][2][1] or '', e[1][2][2] or '' end
+    local oid = order_of(kind, raw)
+    if #raw > 4096 then raw = string.sub(raw, 1, 4096) .. '...[truncated]' end
+    local history = 'last consumer ' .. owner .. ', idle ' .. p[3] .. ' ms, deliveries ' ..
+      deliveries
+    if oid then
+      now = now or fk_now()
+      redis.call('XADD', stream, '*', 'retry', oid .. '@' .. now)
+      history = history .. '; order ' .. oid .. ' re-queued as a retry entry'
     end
     redis.call('XADD', dead, 'MAXLEN', '~', ARGV[6], '*', 'raw', raw,
       'error', 'delivered ' .. deliveries .. ' times without being settled',
-      'source_id', id, 'kind', kind, 'order_id', '',
-      'history', 'last consumer ' .. owner .. ', idle ' .. p[3] .. ' ms, deliveries ' .. deliveries)
+      'source_id', id, 'kind', kind, 'order_id', oid or '', 'history', history)
     redis.call('XACK', stream, group, id)
     fk_count(stats, minute, 'dead', 1)
   else

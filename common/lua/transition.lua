@@ -2,69 +2,150 @@
 -- compare-and-set, with its side effects in the same call. The caller
 -- checked the transition against state.c's table; this script applies it
 -- only if the order is still in `from` and the fence is still the caller's.
+-- Workers and fakactl (operator actions) both go through it.
 -- KEYS: 1 order hash, 2 orders stream, 3 stock list, 4 retry zset,
---       5 review zset, 6 stats, 7 stats minute, 8 notify zset, 9 active zset
+--       5 review zset, 6 stats, 7 stats minute, 8 notify zset, 9 active zset,
+--       [10 the buyer's cooldown hash: count a payment_declined /
+--       risk_rejected failure against the buyer, see lib.lua fk_cool_fail]
 -- ARGV: 1 group, 2 entry id ('' = none), 3 fence ('' = unfenced), 4 from,
 --       5 to, 6 reason, 7 message, 8 ops, 9 delay ms, 10 charge ('' = keep),
 --       11 payment_id ('' = keep), 12 retention s, 13 order_id, 14 lease ms,
 --       15 extra field ('' = none), 16 extra value, 17 order ttl ms,
---       18 payment ttl ms (deadlines in the active zset)
+--       18 payment ttl ms (deadlines in the active zset),
+--       19 operator ('' or absent = not an operator action), 20 note,
+--       21 cooldown failures, 22 cooldown window s, 23 cooldown s
+--       (19-23 may be absent)
 -- ops, one letter each: D deliver the reservation as `codes`; L release the
---   reservation to stock; R schedule a retry (attempts+1); P schedule a
---   status poll; V enter the review queue; N queue the shop notification;
---   K keep (extend) the lease, else it is dropped; A acknowledge the entry.
--- Returns {'ok', fence} | {'stale', state, fence} | {'noresv'}
-local okey, stream, skey, rkey, vkey, stats, minute, nkey, akey =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+--   reservation to stock; S reserve `qty` codes from stock first when the
+--   order holds none (not enough: {'nostock', available}, nothing changes);
+--   R schedule a retry (attempts+1); W wait: schedule the order again after
+--   `delay` without using up an attempt (the gateway guard said not now);
+--   P schedule a status poll; Q queue a `retry` entry on the stream now;
+--   V enter the review queue; N queue the shop notification; F bump the
+--   fence (an operator takes the order over: a worker holding the old fence
+--   can apply nothing afterwards); K keep (extend) the lease, else it is
+--   dropped; A acknowledge the entry.
+-- An operator action (ARGV[19]) records `operator` and `note` and appends
+-- {at, operator, from, to, note} to the JSON array in `audit`.
+-- Leaving completed/failed/expired counts `reopened` (docs/METRICS.md).
+-- Returns {'ok', fence} | {'stale', state, fence} | {'noresv'} |
+--         {'nostock', available}
+local okey, stream, skey, rkey, vkey, stats, minute, nkey, akey, ckey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local to, ops, oid = ARGV[5], ARGV[8], ARGV[13]
-local h = redis.call('HMGET', okey, 'state', 'fence', 'resv')
+local operator = ARGV[19] or ''
+local h = redis.call('HMGET', okey, 'state', 'fence', 'resv', 'qty', 'attempts', 'first_fail_at')
 if (h[1] or '') ~= ARGV[4] or (ARGV[3] ~= '' and h[2] ~= ARGV[3]) then
   return {'stale', h[1] or '', h[2] or ''}
 end
-local function has(c) return string.find(ops, c, 1, true) ~= nil end
+-- the ops as a set, made once (a string.find per test costs more)
+local op = {}
+for i = 1, #ops do op[string.sub(ops, i, i)] = true end
+local function has(c) return op[c] == true end
 local now = fk_now()
+-- The record's fields are written with one HSET (hs) after one HDEL (hd):
+-- fewer calls, and few Lua tables (garbage makes every script slower).
+-- Numbers go to Redis as strings made here (a number argument costs Redis a
+-- %.17g conversion).
+local snow = string.format('%d', now)
+local hs = {'state', to, 'reason', ARGV[6], 'message', ARGV[7], 'updated_at', snow}
+local hd
 
+local took = false
+if has('S') and not h[3] then
+  local qty = tonumber(h[4] or '0') or 0
+  local avail = redis.call('LLEN', skey)
+  if qty < 1 or avail < qty then return {'nostock', avail} end
+  h[3] = cjson.encode(redis.call('LPOP', skey, h[4]))
+  took = true
+end
 if has('D') then
   if not h[3] then return {'noresv'} end
-  redis.call('HSET', okey, 'codes', h[3])
-  redis.call('HDEL', okey, 'resv')
+  hs[#hs + 1] = 'codes'
+  hs[#hs + 1] = h[3]
+  hd = {'resv'}
 elseif has('L') and h[3] then
   local codes = cjson.decode(h[3])
   if #codes > 0 then redis.call('RPUSH', skey, unpack(codes)) end
-  redis.call('HDEL', okey, 'resv')
+  hd = {'resv'}
+elseif took then
+  hs[#hs + 1] = 'resv'
+  hs[#hs + 1] = h[3]
 end
+if has('F') then h[2] = tostring(redis.call('HINCRBY', okey, 'fence', 1)) end
 
-redis.call('HSET', okey, 'state', to, 'reason', ARGV[6], 'message', ARGV[7], 'updated_at', now)
-if ARGV[10] ~= '' then redis.call('HSET', okey, 'charge', ARGV[10]) end
-if ARGV[11] ~= '' then redis.call('HSET', okey, 'payment_id', ARGV[11]) end
-if ARGV[15] ~= '' then redis.call('HSET', okey, ARGV[15], ARGV[16]) end
+if ARGV[10] ~= '' then hs[#hs + 1] = 'charge'; hs[#hs + 1] = ARGV[10] end
+if ARGV[11] ~= '' then hs[#hs + 1] = 'payment_id'; hs[#hs + 1] = ARGV[11] end
+if ARGV[15] ~= '' then hs[#hs + 1] = ARGV[15]; hs[#hs + 1] = ARGV[16] end
+if operator ~= '' then
+  local entry = cjson.encode({at = now, operator = operator, note = ARGV[20] or '',
+    from = ARGV[4], to = to})
+  local audit = redis.call('HGET', okey, 'audit')
+  if audit and #audit > 2 and string.sub(audit, -1) == ']' then
+    audit = string.sub(audit, 1, -2) .. ',' .. entry .. ']'
+  else
+    audit = '[' .. entry .. ']'
+  end
+  for _, v in ipairs({'operator', operator, 'note', ARGV[20] or '', 'audit', audit}) do
+    hs[#hs + 1] = v
+  end
+end
+if has('N') then hs[#hs + 1] = 'notify'; hs[#hs + 1] = 'pending' end
+if has('K') then
+  hs[#hs + 1] = 'lease_until'
+  hs[#hs + 1] = string.format('%d', now + tonumber(ARGV[14]))
+else
+  hd = hd or {}
+  hd[#hd + 1] = 'lease_until'
+  hd[#hd + 1] = 'lease_entry'
+end
+-- (a field this call sets is never one it deletes: the extra field is
+-- never resv or a lease field)
+if hd then redis.call('HDEL', okey, unpack(hd)) end
+redis.call('HSET', okey, unpack(hs))
+
 if has('R') then
   redis.call('HINCRBY', okey, 'attempts', 1)
-  redis.call('HSETNX', okey, 'first_fail_at', now)
-  redis.call('ZADD', rkey, now + tonumber(ARGV[9]), oid)
+  redis.call('HSETNX', okey, 'first_fail_at', snow)
+  redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
   fk_count(stats, minute, 'retries', 1)
+end
+if has('W') then
+  redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
+  fk_count(stats, minute, 'deferred', 1)
 end
 if has('P') then
   redis.call('HINCRBY', okey, 'polls', 1)
-  redis.call('ZADD', rkey, now + tonumber(ARGV[9]), oid)
+  redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
 end
-if has('V') then redis.call('ZADD', vkey, now, oid) end
-if has('N') then
-  redis.call('ZADD', nkey, now, oid)
-  redis.call('HSET', okey, 'notify', 'pending')
-end
-if has('K') then
-  redis.call('HSET', okey, 'lease_until', now + tonumber(ARGV[14]))
-else
-  redis.call('HDEL', okey, 'lease_until', 'lease_entry')
-end
+if has('Q') then redis.call('XADD', stream, '*', 'retry', oid .. '@' .. snow) end
+if has('V') then redis.call('ZADD', vkey, snow, oid) end
+if has('N') then redis.call('ZADD', nkey, snow, oid) end
 if FK_FINAL[to] then
-  fk_finalize(okey, stats, minute, to, ARGV[6], now, ARGV[12])
+  -- the lease is dropped (no K) and attempts / first_fail_at are as read
+  -- (no R, no extra field over them): fk_finalize need not read them again
+  local known
+  if not has('K') and not has('R') and ARGV[15] ~= 'attempts' and
+      ARGV[15] ~= 'first_fail_at' then
+    known = {h[5], h[6]}
+  end
+  fk_finalize(okey, stats, minute, to, ARGV[6], now, ARGV[12], known)
   redis.call('ZREM', akey, oid)
+  if to == FK_ST.FAILED then
+    fk_cool_fail(ckey, oid, ARGV[6], now, ARGV[21], ARGV[22], ARGV[23])
+  end
 elseif to ~= ARGV[4] then
   -- entering processing or pending_payment: a new deadline for the reaper
   local ttl = (to == FK_ST.PENDING_PAYMENT) and ARGV[18] or ARGV[17]
-  redis.call('ZADD', akey, now + tonumber(ttl), oid)
+  redis.call('ZADD', akey, string.format('%d', now + tonumber(ttl)), oid)
 end
+if FK_FINAL[ARGV[4]] and not FK_FINAL[to] then
+  -- back from a final state (operator): the record must not expire now
+  redis.call('PERSIST', okey)
+end
+if FK_FINAL[ARGV[4]] and ARGV[4] ~= FK_ST.MANUAL_REVIEW and to ~= ARGV[4] then
+  fk_count(stats, minute, 'reopened', 1)
+end
+if ARGV[4] == FK_ST.MANUAL_REVIEW and to ~= ARGV[4] then redis.call('ZREM', vkey, oid) end
 if has('A') then fk_ack(stream, ARGV[1], ARGV[2]) end
 return {'ok', h[2] or ''}

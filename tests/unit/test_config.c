@@ -109,7 +109,7 @@ static void t_defaults(void **state) {
     assert_int_equal(g_cfg.payment_ttl_s, 900);
     assert_int_equal(g_cfg.retention_s, 604800);
     assert_int_equal(g_cfg.dead_max, 100000);
-    assert_int_equal(g_cfg.max_deliveries, 5);
+    assert_int_equal(g_cfg.max_deliveries, 10);
     assert_int_equal(g_cfg.http_timeout_ms, 5000);
     assert_int_equal(g_cfg.http_connect_timeout_ms, 2000);
     assert_int_equal(g_cfg.http_max, 64);
