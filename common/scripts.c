@@ -5,7 +5,8 @@
 #include "state.h"
 
 #include <hiredis/hiredis.h>
-#include <openssl/sha.h>
+#include <nettle/sha1.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,19 @@ static char *texts[FK_LUA__COUNT];
 static size_t text_lens[FK_LUA__COUNT];
 static char shas[FK_LUA__COUNT][41];
 
+/* The 40 lower-case hex digits of SHA-1(data): the name Redis gives a
+ * script (EVALSHA). Nettle, not OpenSSL: calling into libcrypto initialises
+ * OpenSSL, which costs a worker without a gateway or webhook about 2 MB of
+ * resident memory for one hash per script at start. */
+static void sha1_hex(const char *data, size_t len, char hex[41]) {
+    struct sha1_ctx ctx;
+    uint8_t md[SHA1_DIGEST_SIZE];
+    sha1_init(&ctx);
+    sha1_update(&ctx, len, (const uint8_t *)data);
+    sha1_digest(&ctx, sizeof(md), md);
+    for (int i = 0; i < SHA1_DIGEST_SIZE; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
 static const struct fk_lua_source *find_source(const char *name) {
     for (const struct fk_lua_source *s = fk_lua_sources; s->name; s++)
         if (strcmp(s->name, name) == 0) return s;
@@ -39,7 +53,11 @@ static char *build_prelude(size_t *len) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
-#define PUT(...) n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__)
+    /* once full, stop writing (cap - n would wrap); the check below fails */
+#define PUT(...)                                                              \
+    do {                                                                      \
+        if (n < cap) n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__);    \
+    } while (0)
     PUT("-- generated from common/state.h at start; see common/scripts.c\nlocal FK_ST = {");
 #define FK_ST_LUA(sym, name, zh, msg) PUT("%s='%s',", #sym + 6, name);
     FK_STATES(FK_ST_LUA)
@@ -88,9 +106,7 @@ int fk_scripts_init(void) {
         memcpy(texts[i] + plen + lib->len, src->text, src->len);
         texts[i][len] = '\0';
         text_lens[i] = len;
-        unsigned char md[SHA_DIGEST_LENGTH];
-        SHA1((const unsigned char *)texts[i], len, md);
-        for (int k = 0; k < SHA_DIGEST_LENGTH; k++) snprintf(shas[i] + 2 * k, 3, "%02x", md[k]);
+        sha1_hex(texts[i], len, shas[i]);
     }
     free(prelude);
     return 0;
