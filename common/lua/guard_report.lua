@@ -26,8 +26,10 @@ local now = fk_now()
 local sec = math.floor(now / 1000)
 
 -- this second's bucket
-local slot = 'w' .. (sec % window)
-local cur = redis.call('HGET', bkey, slot)
+local slot = 'w' .. string.format('%d', sec % window)
+-- one read for the bucket, the breaker state and the failure streak
+local b = redis.call('HMGET', bkey, slot, 'state', 'consecutive')
+local cur = b[1]
 local calls, fails = 0, 0
 if cur then
   local s, c, f = string.match(cur, '^(%d+):(%d+):(%d+)$')
@@ -35,16 +37,23 @@ if cur then
 end
 calls = calls + 1
 if failed then fails = fails + 1 end
-redis.call('HSET', bkey, slot, sec .. ':' .. calls .. ':' .. fails)
-redis.call('HINCRBY', bkey, failed and 'calls_failed' or 'calls_ok', 1)
+-- (numbers go to Redis as strings made here: a number argument costs Redis
+-- a %.17g conversion)
+local bucket = string.format('%d:%d:%d', sec, calls, fails)
+redis.call('HINCRBY', bkey, failed and 'calls_failed' or 'calls_ok', '1')
 
-local state = redis.call('HGET', bkey, 'state') or 'closed'
+local state = b[2] or 'closed'
 local consecutive
 if failed then
-  consecutive = redis.call('HINCRBY', bkey, 'consecutive', 1)
+  redis.call('HSET', bkey, slot, bucket)
+  consecutive = redis.call('HINCRBY', bkey, 'consecutive', '1')
 else
   consecutive = 0
-  redis.call('HSET', bkey, 'consecutive', 0)
+  if b[3] == '0' then
+    redis.call('HSET', bkey, slot, bucket)
+  else
+    redis.call('HSET', bkey, slot, bucket, 'consecutive', '0')
+  end
 end
 
 local function open(change)

@@ -21,6 +21,7 @@ const USAGE = `usage: node run.js --redis redis://127.0.0.1:PORT --orders N --mo
          [--gateway-url http://127.0.0.1:GPORT] [--concurrency C] [--processes P]
          [--retry-base-ms B] [--retry-cap-ms CAP] [--attempts A] [--prefix bullbench]
          [--http-timeout-ms T] [--timeout-s S] [--stock-spare S] [--cleanup]
+         [--honor-retry-after]
   --redis URL          redis://[user:password@]host:port[/db]            (required)
   --orders N           number of orders (jobs) to run                     (required)
   --mode M             none: no gateway (orders are paid); gateway: charge via --gateway-url
@@ -36,6 +37,8 @@ const USAGE = `usage: node run.js --redis redis://127.0.0.1:PORT --orders N --mo
   --stock-spare S      codes loaded per SKU beyond what the orders need; negative values
                        make the last orders fail out_of_stock (testing)   (default 10)
   --cleanup            delete this prefix's keys after the run (default: keep them)
+  --honor-retry-after  a retry after a 429/5xx with Retry-After waits at least that long, as
+                       faka does (default: the backoff alone)
 Prints one line of JSON on stdout; diagnostics go to stderr.
 Exit codes: 0 ok, 1 bad flags, 2 Redis/gateway unreachable, 3 run timed out, 4 worker died.`;
 
@@ -72,7 +75,7 @@ function parseArgs(argv) {
   const o = {
     redis: null, orders: null, mode: null, gatewayUrl: null, concurrency: 64, processes: 1,
     retryBaseMs: 1000, retryCapMs: 60000, attempts: 8, prefix: 'bullbench',
-    httpTimeoutMs: 5000, timeoutS: 900, stockSpare: 10, cleanup: false,
+    httpTimeoutMs: 5000, timeoutS: 900, stockSpare: 10, cleanup: false, honorRetryAfter: false,
   };
   const takes = {
     '--redis': 'redis', '--orders': 'orders', '--mode': 'mode', '--gateway-url': 'gatewayUrl',
@@ -85,6 +88,7 @@ function parseArgs(argv) {
     let a = argv[i];
     if (a === '-h' || a === '--help') { process.stdout.write(USAGE + '\n'); process.exit(0); }
     if (a === '--cleanup') { o.cleanup = true; continue; }
+    if (a === '--honor-retry-after') { o.honorRetryAfter = true; continue; }
     let val;
     const eq = a.indexOf('=');
     if (a.startsWith('--') && eq > 0) { val = a.slice(eq + 1); a = a.slice(0, eq); }
@@ -175,7 +179,7 @@ function makeHttp(baseUrl, timeoutMs, maxSockets) {
       }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
         res.on('aborted', () => reject(new Error('gateway: response aborted')));
         res.on('error', reject);
       });
@@ -222,6 +226,17 @@ async function workerMain() {
   async function failWith(reason, stockKey, resvKey, codes, extra) {
     await release(stockKey, resvKey, codes);
     return Object.assign({ failed: reason }, extra || {});
+  }
+
+  // A transient gateway answer: BullMQ retries it. With --honor-retry-after the error carries
+  // the answer's Retry-After (delta-seconds; a date or junk counts as none) for the backoff.
+  function transient(msg, r) {
+    const e = new Error(msg);
+    const v = r && r.headers ? r.headers['retry-after'] : undefined;
+    if (cfg.honorRetryAfter && typeof v === 'string' && /^[0-9]{1,5}$/.test(v.trim())) {
+      e.retryAfterMs = Number(v.trim()) * 1000;
+    }
+    return e;
   }
 
   // One attempt of faka's pipeline. Return = outcome stored by BullMQ in the job hash
@@ -275,7 +290,7 @@ async function workerMain() {
           else if (b.status === 'declined') return failWith('payment_declined', stockKey, resvKey, codes);
           else throw new Error(`gateway: charge status '${b.status}'`); // pending etc.: transient
         } else if (r.status !== 404) {
-          throw new Error(`gateway: GET status ${r.status}`);
+          throw transient(`gateway: GET status ${r.status}`, r);
         }
       }
       if (mustCharge) {
@@ -295,7 +310,7 @@ async function workerMain() {
         } else if (s === 409) {
           return failWith('idempotency_conflict', stockKey, resvKey, codes);
         } else if (s === 429 || s >= 500) {
-          throw new Error(`gateway: transient status ${s}`);
+          throw transient(`gateway: transient status ${s}`, r);
         } else if (s >= 400 && s < 500) {
           return failWith('invalid_order', stockKey, resvKey, codes, { http_status: s });
         } else {
@@ -317,7 +332,11 @@ async function workerMain() {
     settings: {
       // full jitter: random(0, min(cap, base * 2^attemptsMade)); BullMQ passes the number of
       // attempts made so far, i.e. 1 for the first retry.
-      backoffStrategy: (attemptsMade) => Math.floor(Math.random() * Math.min(cap, base * Math.pow(2, attemptsMade))),
+      // --honor-retry-after: at least the gateway's Retry-After (delta-seconds), as faka waits.
+      backoffStrategy: (attemptsMade, type, err) => {
+        const d = Math.floor(Math.random() * Math.min(cap, base * Math.pow(2, attemptsMade)));
+        return err && err.retryAfterMs > d ? err.retryAfterMs : d;
+      },
     },
   });
   let processed = 0;
@@ -459,7 +478,7 @@ async function coordinatorMain() {
   const workerCfg = {
     redisOpts: cfg.redisOpts, prefix: P, mode: cfg.mode, gatewayUrl: cfg.gatewayUrl,
     concurrency: cfg.concurrency, retryBaseMs: cfg.retryBaseMs, retryCapMs: cfg.retryCapMs,
-    httpTimeoutMs: cfg.httpTimeoutMs,
+    httpTimeoutMs: cfg.httpTimeoutMs, honorRetryAfter: cfg.honorRetryAfter,
   };
   const children = [];
   const stats = new Map();
@@ -606,6 +625,7 @@ async function coordinatorMain() {
     attempts: cfg.attempts,
     retry_base_ms: cfg.retryBaseMs,
     retry_cap_ms: cfg.retryCapMs,
+    honor_retry_after: cfg.honorRetryAfter,
     retries: outcome.retries,
     reasons: outcome.reasons,
     bull_failed: outcome.bull_failed,
