@@ -975,30 +975,7 @@ static void test_recovery_time(void **state) {
 /* ---- configuration --------------------------------------------------------------- */
 
 static int run_reaper_args(const char *const args[], char *out, size_t outlen) {
-    char bin[512], log[512];
-    fk_t_bin("workers/faka-reaper", bin, sizeof(bin));
-    snprintf(log, sizeof(log), "/tmp/reaper-cfg-%d.log", (int)getpid());
-    unlink(log);
-    const char *argv[16];
-    int n = 0;
-    argv[n++] = bin;
-    for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fk_t_spawn(argv, NULL, log);
-    int st = fk_t_wait(pid, 5000);
-    if (st < 0) {
-        kill(pid, SIGKILL);
-        fk_t_wait(pid, 1000);
-    }
-    FILE *fp = fopen(log, "r");
-    out[0] = '\0';
-    if (fp) {
-        size_t k = fread(out, 1, outlen - 1, fp);
-        out[k] = '\0';
-        fclose(fp);
-    }
-    unlink(log);
-    return st;
+    return fk_t_run("workers/faka-reaper", args, out, outlen);
 }
 
 /* Garbage configuration is refused with exit 2 and a sentence naming the

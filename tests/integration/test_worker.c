@@ -306,32 +306,8 @@ static void test_sigterm_drain(void **state) {
     fk_t_redis_stop(&r);
 }
 
-static int run_worker_args(const char *const args[], const char *logname, char *out,
-                           size_t outlen) {
-    char bin[512], log[512];
-    fk_t_bin("workers/faka-worker", bin, sizeof(bin));
-    snprintf(log, sizeof(log), "/tmp/%s-%d.log", logname, (int)getpid());
-    unlink(log);
-    const char *argv[16];
-    int n = 0;
-    argv[n++] = bin;
-    for (int i = 0; args[i]; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    pid_t pid = fk_t_spawn(argv, NULL, log);
-    int st = fk_t_wait(pid, 5000);
-    if (st < 0) {
-        kill(pid, SIGKILL);
-        fk_t_wait(pid, 1000);
-    }
-    FILE *f = fopen(log, "r");
-    out[0] = '\0';
-    if (f) {
-        size_t k = fread(out, 1, outlen - 1, f);
-        out[k] = '\0';
-        fclose(f);
-    }
-    unlink(log);
-    return st;
+static int run_worker_args(const char *const args[], char *out, size_t outlen) {
+    return fk_t_run("workers/faka-worker", args, out, outlen);
 }
 
 /* Garbage configuration is refused with exit 2 and a sentence that names
@@ -340,7 +316,7 @@ static void test_bad_config(void **state) {
     (void)state;
     char out[8192];
     const char *help[] = {"--help", NULL};
-    assert_int_equal(run_worker_args(help, "help", out, sizeof(out)), 0);
+    assert_int_equal(run_worker_args(help, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "FAKA_REDIS_URL"));
     const char *cases[][3] = {
         {"--concurrency", "abc", "concurrency"},
@@ -356,18 +332,18 @@ static void test_bad_config(void **state) {
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *args[] = {cases[i][0], cases[i][1], NULL};
-        int st = run_worker_args(args, "badcfg", out, sizeof(out));
+        int st = run_worker_args(args, out, sizeof(out));
         if (st != 2 || !strstr(out, cases[i][2]))
             fprintf(stderr, "case %s %s -> %d: %s\n", cases[i][0], cases[i][1], st, out);
         assert_int_equal(st, 2);
         assert_non_null(strstr(out, cases[i][2]));
     }
     const char *missing[] = {"--lease-ms", NULL};
-    assert_int_equal(run_worker_args(missing, "badcfg", out, sizeof(out)), 2);
+    assert_int_equal(run_worker_args(missing, out, sizeof(out)), 2);
     /* environment garbage too */
     setenv("FAKA_BATCH", "lots", 1);
     const char *none[] = {NULL};
-    assert_int_equal(run_worker_args(none, "badenv", out, sizeof(out)), 2);
+    assert_int_equal(run_worker_args(none, out, sizeof(out)), 2);
     assert_non_null(strstr(out, "FAKA_BATCH"));
     unsetenv("FAKA_BATCH");
 }

@@ -267,6 +267,34 @@ long long fk_t_int(redisContext *c, const char *fmt, ...) {
     return v;
 }
 
+int fk_t_run(const char *rel, const char *const args[], char *out, size_t outlen) {
+    char bin[512], log[512];
+    static int seq;
+    fk_t_bin(rel, bin, sizeof(bin));
+    snprintf(log, sizeof(log), "/tmp/faka-run-%d-%d.log", (int)getpid(), seq++);
+    unlink(log);
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = bin;
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fk_t_spawn(argv, NULL, log);
+    int st = fk_t_wait(pid, 5000);
+    if (st < 0) {
+        kill(pid, SIGKILL);
+        fk_t_wait(pid, 1000);
+    }
+    FILE *fp = fopen(log, "r");
+    out[0] = '\0';
+    if (fp) {
+        size_t k = fread(out, 1, outlen - 1, fp);
+        out[k] = '\0';
+        fclose(fp);
+    }
+    unlink(log);
+    return st;
+}
+
 pid_t fk_t_worker(const fk_t_redis *r, const char *name, const char *const extra[]) {
     char bin[512], log[300], url[160], id[80];
     fk_t_bin("workers/faka-worker", bin, sizeof(bin));

@@ -63,6 +63,12 @@ pid_t fk_t_spawn(const char *const argv[], const char *const env[], const char *
  * if killed, or -1 on timeout (the process is left running). */
 int fk_t_wait(pid_t pid, long timeout_ms);
 
+/* Run the built binary rel (e.g. "workers/faka-worker") with args
+ * (NULL-terminated), wait up to 5 s, and return its exit status with its
+ * stdout+stderr in out (NUL-terminated, cut at outlen). For tests of
+ * command lines and configuration. */
+int fk_t_run(const char *rel, const char *const args[], char *out, size_t outlen);
+
 /* Start a faka-worker against r with extra args (NULL-terminated, may be
  * NULL). Its log is <dir>/<name>.log. */
 pid_t fk_t_worker(const fk_t_redis *r, const char *name, const char *const extra[]);
