@@ -20,7 +20,6 @@
 #include "scripts.h"
 #include "transition.h"
 
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
