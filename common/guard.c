@@ -29,11 +29,13 @@ void fk_guard_check_args(fk_args *a, const fk_keys *k, const fk_guard_policy *p)
     fk_args_ll(a, p->burst > 0 ? p->burst : 1);
 }
 
-void fk_guard_report_args(fk_args *a, const fk_keys *k, const fk_guard_policy *p, int failed,
-                          int probe) {
+void fk_guard_report_args(fk_args *a, const fk_keys *k, const fk_guard_policy *p,
+                          long long nok, long long nbad, long long trail, int probe) {
     fk_args_init(a);
     fk_args_str(a, k->breaker);
-    fk_args_str(a, failed ? "fail" : "ok");
+    fk_args_ll(a, nok);
+    fk_args_ll(a, nbad);
+    fk_args_ll(a, trail);
     fk_args_str(a, probe ? "1" : "0");
     fk_args_ll(a, p->failures);
     fk_args_ll(a, p->error_pct);
@@ -95,31 +97,57 @@ int fk_guard_check(fk_redis *r, const fk_keys *k, const fk_guard_policy *p, fk_g
     return rc;
 }
 
+typedef struct report_call {
+    fk_guard_report_cb cb;
+    void *arg;
+} report_call;
+
 static void on_report(fk_redis *r, redisReply *reply, void *arg) {
+    report_call *c = arg;
     char err[256];
+    const char *state = NULL;
     (void)r;
-    (void)arg;
     int rc = fk_redis_reply_err(reply, err, sizeof(err));
-    if (rc == FK_EREDIS) {
-        fk_error("guard.report", NULL, "guard_report failed: %s", err);
-        return;
+    if (rc == FK_EREDIS) fk_error("guard.report", NULL, "guard_report failed: %s", err);
+    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+                reply->element[0]->type != REDIS_REPLY_STRING ||
+                reply->element[1]->type != REDIS_REPLY_STRING))
+        rc = FK_EPROTO;
+    if (!rc) {
+        state = reply->element[0]->str;
+        const char *change = reply->element[1]->str;
+        char event[32];
+        snprintf(event, sizeof(event), "breaker.%s", change);
+        if (strcmp(change, "closed") == 0)
+            fk_info(event, NULL, "gateway circuit breaker closed: a probe call succeeded");
+        else if (change[0])
+            fk_warn(event, NULL, "gateway circuit breaker %s: gateway calls paused fleet-wide",
+                    change);
     }
-    if (rc || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[1]->type != REDIS_REPLY_STRING || !reply->element[1]->len)
-        return;
-    const char *change = reply->element[1]->str;
-    char event[32];
-    snprintf(event, sizeof(event), "breaker.%s", change);
-    if (strcmp(change, "closed") == 0)
-        fk_info(event, NULL, "gateway circuit breaker closed: a probe call succeeded");
-    else
-        fk_warn(event, NULL, "gateway circuit breaker %s: gateway calls paused fleet-wide",
-                change);
+    if (c) {
+        c->cb(c->arg, rc, state);
+        free(c);
+    }
+}
+
+int fk_guard_report_n(fk_redis *r, const fk_keys *k, const fk_guard_policy *p, long long nok,
+                      long long nbad, long long trail, int probe, fk_guard_report_cb cb,
+                      void *arg) {
+    report_call *c = NULL;
+    if (cb) {
+        c = malloc(sizeof(*c));
+        if (!c) return FK_ENOMEM;
+        c->cb = cb;
+        c->arg = arg;
+    }
+    fk_args a;
+    fk_guard_report_args(&a, k, p, nok, nbad, trail, probe);
+    int rc = fk_script_call(r, FK_LUA_GUARD_REPORT, FK_GUARD_REPORT_NKEYS, &a, on_report, c);
+    if (rc) free(c);
+    return rc;
 }
 
 int fk_guard_report(fk_redis *r, const fk_keys *k, const fk_guard_policy *p, int failed,
                     int probe) {
-    fk_args a;
-    fk_guard_report_args(&a, k, p, failed, probe);
-    return fk_script_call(r, FK_LUA_GUARD_REPORT, FK_GUARD_REPORT_NKEYS, &a, on_report, NULL);
+    return fk_guard_report_n(r, k, p, !failed, !!failed, !!failed, probe, NULL, NULL);
 }

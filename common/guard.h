@@ -9,6 +9,9 @@
  * fk_guard_report() whether the answer was transient (429, 5xx, timeout,
  * reset) or definitive; the report is fire-and-forget for the job (a lost
  * report only delays a breaker transition), its reply is only logged.
+ * A worker does both through its local view (guard_local.h), which asks
+ * Redis only when the breaker is not closed or a rate limit is set, and
+ * sends its reports in batches.
  *
  * Breaker: closed -> open after `failures` consecutive transient failures or
  * `error_pct` percent of at least `min_calls` calls in `window_s`; open for
@@ -54,14 +57,27 @@ int fk_guard_check(fk_redis *r, const fk_keys *k, const fk_guard_policy *p, fk_g
 int fk_guard_report(fk_redis *r, const fk_keys *k, const fk_guard_policy *p, int failed,
                     int probe);
 
+/* The report's answer: err 0 and the breaker state after the report
+ * (closed | open | half_open), or an error and state NULL. */
+typedef void (*fk_guard_report_cb)(void *arg, int err, const char *state);
+
+/* Record a batch of calls: nok succeeded, nbad failed transiently, trail
+ * of the failures came after the batch's last success (nbad when nok is
+ * 0); probe = 1 only for a batch of one half-open probe. cb may be NULL;
+ * otherwise it is called exactly once when 0 is returned, never when an
+ * error (FK_EDOWN / FK_ENOMEM) is returned. */
+int fk_guard_report_n(fk_redis *r, const fk_keys *k, const fk_guard_policy *p, long long nok,
+                      long long nbad, long long trail, int probe, fk_guard_report_cb cb,
+                      void *arg);
+
 /* The argument vectors of the two scripts and the parser of guard_check's
  * reply, shared by the calls above and by tests that run the scripts on a
  * synchronous connection. Keys first: check has 2, report has 1. */
 #define FK_GUARD_CHECK_NKEYS 2
 #define FK_GUARD_REPORT_NKEYS 1
 void fk_guard_check_args(fk_args *a, const fk_keys *k, const fk_guard_policy *p);
-void fk_guard_report_args(fk_args *a, const fk_keys *k, const fk_guard_policy *p, int failed,
-                          int probe);
+void fk_guard_report_args(fk_args *a, const fk_keys *k, const fk_guard_policy *p,
+                          long long nok, long long nbad, long long trail, int probe);
 /* 0 and *v, or FK_EPROTO for a reply of another shape. */
 int fk_guard_parse_verdict(const redisReply *reply, fk_guard_verdict *v);
 

@@ -16,6 +16,7 @@
 #include "err.h"
 #include "gateway.h"
 #include "guard.h"
+#include "guard_local.h"
 #include "log.h"
 #include "scripts.h"
 #include "transition.h"
@@ -355,6 +356,7 @@ static void on_guard(void *arg, int err, const fk_guard_verdict *v) {
         send_failed(j, err, "gateway guard check");
         return;
     }
+    if (j->ctx->guard) fk_guard_local_seen(j->ctx->guard, v->state);
     if (v->allow) {
         j->probe = v->probe;
         go(j);
@@ -374,6 +376,11 @@ static void on_guard(void *arg, int err, const fk_guard_verdict *v) {
 }
 
 static void guarded(fk_job *j, void (*go)(fk_job *j)) {
+    if (j->ctx->guard && fk_guard_local_admit(j->ctx->guard)) {
+        j->probe = 0;
+        go(j);
+        return;
+    }
     fk_guard_policy p;
     fk_guard_policy_init(&p, j->ctx->cfg);
     guard_call *g = malloc(sizeof(*g));
@@ -395,14 +402,23 @@ static void query(fk_job *j) { guarded(j, query_now); }
 static void charge(fk_job *j) { guarded(j, charge_now); }
 
 /* Tell the breaker how the call went: only a transient outcome (429, 5xx,
- * timeout, reset, garbage) is a failure. Fire and forget. */
+ * timeout, reset, garbage) is a failure; a call we cut short ourselves
+ * (worker closing, out of memory) says nothing about the gateway. Fire and
+ * forget, batched by the local view. */
 static void guard_report(fk_job *j, const fk_gw_result *res) {
+    int failed = res->outcome == FK_GW_TRANSIENT;
+    int probe = j->probe;
+    j->probe = 0;
+    if (failed && (strcmp(res->reason, "closed") == 0 || strcmp(res->reason, "nomem") == 0))
+        return;
+    if (j->ctx->guard) {
+        fk_guard_local_report(j->ctx->guard, failed, probe);
+        return;
+    }
     fk_guard_policy p;
     fk_guard_policy_init(&p, j->ctx->cfg);
-    int rc = fk_guard_report(j->ctx->redis, j->ctx->keys, &p,
-                             res->outcome == FK_GW_TRANSIENT, j->probe);
+    int rc = fk_guard_report(j->ctx->redis, j->ctx->keys, &p, failed, probe);
     if (rc) fk_debug("guard.report", oid(j), "not sent: %s", fk_strerror(rc));
-    j->probe = 0;
 }
 
 static void post_charge(fk_job *j) {
@@ -446,7 +462,12 @@ static void after_transition(fk_job *j, redisReply *reply, fk_state to) {
 /* Carry on an order we hold the lease of, from its recovery point. */
 static void run_work(fk_job *j) {
     if (j->state == FK_ST_PROCESSING) {
-        if (strcmp(j->pay_status, "succeeded") == 0) {
+        if (j->sent_now) {
+            /* accept/resume recorded charge=sent with the lease, on the
+             * guard's admission: the recovery point is written, POST now */
+            j->sent_now = 0;
+            post_charge(j);
+        } else if (strcmp(j->pay_status, "succeeded") == 0) {
             deliver(j, j->payment_id);
         } else if (strcmp(j->pay_status, "declined") == 0) {
             fail(j, FK_R_PAYMENT_DECLINED, "the shop reported the payment declined", "declined");
@@ -476,7 +497,8 @@ static void run_work(fk_job *j) {
 }
 
 /* Parse fk_work's reply: {'work', state, fence, charge, attempts, idem, sku,
- * qty, amount, currency, buyer, pay_status, payment_id, polls, resv}. */
+ * qty, amount, currency, buyer, pay_status, payment_id, polls, resv
+ * [, '1' when this call recorded charge=sent]}. */
 static int load_work(fk_job *j, const redisReply *r) {
     if (r->elements < 15) return FK_EPROTO;
     j->state = fk_state_parse(elem(r, 1));
@@ -492,6 +514,7 @@ static int load_work(fk_job *j, const redisReply *r) {
     snprintf(j->pay_status, sizeof(j->pay_status), "%s", elem(r, 11));
     snprintf(j->payment_id, sizeof(j->payment_id), "%s", elem(r, 12));
     j->polls = atoi(elem(r, 13));
+    j->sent_now = j->send && strcmp(elem(r, 15), "1") == 0 && strcmp(j->charge, "sent") == 0;
     if (!j->o.idem_key[0]) snprintf(j->o.idem_key, sizeof(j->o.idem_key), "%s", j->o.order_id);
     return j->state == FK_ST_NONE ? FK_EPROTO : 0;
 }
@@ -629,7 +652,10 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, j->o.currency);
     fk_args_str(&a, j->o.buyer);
     fk_args_ll(&a, c->cfg->idem_ttl_s);
-    fk_args_str(&a, c->gateway ? "charge" : "paid");
+    /* with the guard's admission now, the new record is written with
+     * charge=sent and the POST follows the reply (one Lua call less) */
+    j->send = c->gateway && c->guard && fk_guard_local_admit(c->guard);
+    fk_args_str(&a, !c->gateway ? "paid" : j->send ? "send" : "charge");
     fk_args_ll(&a, c->cfg->lease_ms);
     fk_args_ll(&a, c->cfg->retention_s);
     fk_args_str(&a, fk_state_message(FK_ST_PROCESSING));
@@ -665,6 +691,8 @@ static void resume(fk_job *j, const char *due) {
     fk_args_str(&a, j->o.order_id);
     fk_args_ll(&a, c->cfg->lease_ms);
     fk_args_str(&a, due);
+    j->send = c->gateway && c->guard && fk_guard_local_admit(c->guard);
+    fk_args_str(&a, j->send ? "send" : "");
     int rc = fk_script_call(c->redis, FK_LUA_RESUME, 3, &a, on_resume, j);
     if (rc) send_failed(j, rc, "resume");
 }

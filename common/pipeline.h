@@ -21,6 +21,7 @@
 #include "state.h"
 
 struct fk_gateway;
+struct fk_guard_local;
 typedef struct fk_job fk_job;
 
 /* How a job ended, for the worker's counters and logs. */
@@ -37,6 +38,7 @@ typedef struct fk_ctx {
     const fk_keys *keys;
     fk_redis *redis;             /* the command connection */
     struct fk_gateway *gateway;  /* NULL: gateway 'none', orders are paid */
+    struct fk_guard_local *guard;/* the gateway guard's local view (with a gateway) */
     int notify;                  /* 1: a shop webhook is configured */
     void (*job_done)(fk_job *job, int end, void *arg);
     void *arg;
@@ -62,6 +64,8 @@ struct fk_job {
     char payment_id[129];
     int queried;         /* the gateway was asked for status in this job */
     int probe;           /* the gateway guard let this call through as a probe */
+    int send;            /* the guard admitted a charge before accept/resume ran */
+    int sent_now;        /* accept/resume recorded charge=sent for this job: POST */
 };
 
 /* Create a job for one entry (copies everything). kind is the entry's

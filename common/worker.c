@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "err.h"
 #include "gateway.h"
+#include "guard_local.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -27,6 +28,7 @@ typedef struct fk_worker {
     fk_redis *cmd; /* everything else */
     fk_http *http;
     fk_gateway *gw;
+    fk_guard_local *guard;
     fk_notifier *notifier;
     fk_ctx ctx;
 
@@ -385,6 +387,11 @@ static void shutdown_all(fk_worker *w) {
         fk_gateway_free(w->gw);
         w->gw = w->ctx.gateway = NULL;
     }
+    if (w->guard) { /* its last batch goes out before Redis closes */
+        w->closing++;
+        fk_guard_local_close(w->guard, on_redis_closed, w);
+        w->guard = w->ctx.guard = NULL;
+    }
     if (w->rd) {
         w->closing++;
         fk_redis_close(w->rd, on_redis_closed, w);
@@ -446,6 +453,15 @@ static int setup(fk_worker *w) {
         return 3;
     }
     w->ctx.redis = w->cmd;
+    if (use_gateway) {
+        fk_guard_policy gp;
+        fk_guard_policy_init(&gp, cfg);
+        if (fk_guard_local_new(&w->guard, &w->loop, w->cmd, &w->keys, &gp)) {
+            fk_error("worker.guard", NULL, "out of memory setting up the gateway guard");
+            return 3;
+        }
+        w->ctx.guard = w->guard;
+    }
     if (w->ctx.notify) {
         rc = fk_notifier_init(&w->notifier, &w->loop, &w->cfg, &w->keys, w->cmd, w->http);
         if (rc) {

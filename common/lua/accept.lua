@@ -13,7 +13,9 @@
 --       6 stats minute, 7 retry zset, 8 notify zset, 9 active zset,
 --       [10 the buyer's cooldown hash; absent: no buyer or cooldown off]
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 idempotency key, 5 sku, 6 qty,
---       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge',
+--       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge'|
+--       'send' ('charge', and the gateway guard admitted the charge: a new
+--       record is written with charge=sent, see fk_take),
 --       12 lease ms, 13 retention s, 14 msg processing, 15 msg completed,
 --       16 msg out of stock, 17 '1' to queue the shop webhook on delivery,
 --       18 order ttl ms (deadline in the active zset), 19 msg rate limited
@@ -36,7 +38,8 @@ if cur[1] then
     return {'conflict', cur[1]}
   end
   if not owner then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
-  return fk_take(okey, rkey, stream, group, entry, oid, tonumber(ARGV[12]), now)
+  return fk_take(okey, rkey, stream, group, entry, oid, tonumber(ARGV[12]), now,
+    ARGV[11] == 'send')
 end
 
 if ckey then
@@ -92,8 +95,10 @@ if ARGV[11] == 'paid' then
   return {'completed', codes}
 end
 
+-- (never over a payment the shop reported first: that order is not charged)
+local charge = (ARGV[11] == 'send' and (cur[6] or '') == '') and 'sent' or 'none'
 local n = #rec
-rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'resv', codes, 'charge', 'none'
+rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'resv', codes, 'charge', charge
 rec[n + 5], rec[n + 6] = 'lease_until', string.format('%d', now + tonumber(ARGV[12]))
 rec[n + 7], rec[n + 8] = 'lease_entry', entry
 redis.call('HSET', okey, unpack(rec))
@@ -102,7 +107,7 @@ redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[18])), oid)
 -- fk_work's answer from what was just written and the stub's fields read
 -- above, without reading the record back (any field this does not know:
 -- read it back after all)
-local known = {state = FK_ST.PROCESSING, fence = '1', charge = 'none', attempts = '0',
+local known = {state = FK_ST.PROCESSING, fence = '1', charge = charge, attempts = '0',
   idem = ARGV[4], sku = ARGV[5], qty = ARGV[6], amount = ARGV[7], currency = ARGV[8],
   buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '', polls = '',
   resv = codes}
@@ -111,4 +116,5 @@ for i, f in ipairs(FK_WORK_FIELDS) do
   if known[f] == nil then return fk_work(okey) end
   out[i + 1] = known[f]
 end
+if charge == 'sent' then out[#out + 1] = '1' end
 return out

@@ -1,5 +1,7 @@
--- guard_report.lua -- record how one gateway call went and move the
--- fleet-wide circuit breaker (KEYS[1]) accordingly:
+-- guard_report.lua -- record how a batch of gateway calls went (a worker
+-- sums its calls for a few tens of ms, see guard_local.c; a half-open probe
+-- is always reported alone, at once) and move the fleet-wide circuit
+-- breaker (KEYS[1]) accordingly:
 --   closed    -> open  after `failures` consecutive transient failures, or
 --                      when transient failures are at least `pct` percent of
 --                      at least `min` calls in the last `window` seconds
@@ -13,15 +15,20 @@
 -- The window is a ring of per-second buckets in the same hash: field
 -- 'w<i>' (i = second mod window) holds '<second>:<calls>:<failures>'.
 -- KEYS: 1 breaker hash
--- ARGV: 1 'ok'|'fail', 2 '1' if the call was a half-open probe, 3 consecutive
---       failures that open (0 = rule off), 4 error percent that opens (0 =
---       rule off), 5 minimum calls in the window for the percent rule,
---       6 window seconds (1-60), 7 cool-down ms
+-- ARGV: 1 calls that succeeded, 2 calls that failed, 3 failures after the
+--       batch's last success (= ARGV[2] when none succeeded), 4 '1' if the
+--       batch is one half-open probe, 5 consecutive failures that open (0 =
+--       rule off), 6 error percent that opens (0 = rule off), 7 minimum
+--       calls in the window for the percent rule, 8 window seconds (1-60),
+--       9 cool-down ms
+-- The failure streak spans batches: a batch without a success adds its
+-- failures to it, a batch with one restarts it at its trailing failures.
 -- Returns {state, change} with change '' | 'opened' | 'closed' | 'reopened'
 local bkey = KEYS[1]
-local failed, probe = ARGV[1] == 'fail', ARGV[2] == '1'
-local nfail, pct, minc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local window, cooldown = tonumber(ARGV[6]), tonumber(ARGV[7])
+local nok, nbad, trail = tonumber(ARGV[1]) or 0, tonumber(ARGV[2]) or 0, ARGV[3]
+local failed, probe = nbad > 0, ARGV[4] == '1'
+local nfail, pct, minc = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local window, cooldown = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = fk_now()
 local sec = math.floor(now / 1000)
 
@@ -35,24 +42,25 @@ if cur then
   local s, c, f = string.match(cur, '^(%d+):(%d+):(%d+)$')
   if tonumber(s) == sec then calls, fails = tonumber(c), tonumber(f) end
 end
-calls = calls + 1
-if failed then fails = fails + 1 end
--- (numbers go to Redis as strings made here: a number argument costs Redis
--- a %.17g conversion)
+calls = calls + nok + nbad
+fails = fails + nbad
+-- (numbers go to Redis as strings: a number argument costs Redis a %.17g
+-- conversion)
 local bucket = string.format('%d:%d:%d', sec, calls, fails)
-redis.call('HINCRBY', bkey, failed and 'calls_failed' or 'calls_ok', '1')
+if nok > 0 then redis.call('HINCRBY', bkey, 'calls_ok', ARGV[1]) end
+if nbad > 0 then redis.call('HINCRBY', bkey, 'calls_failed', ARGV[2]) end
 
 local state = b[2] or 'closed'
 local consecutive
-if failed then
+if nok == 0 then
   redis.call('HSET', bkey, slot, bucket)
-  consecutive = redis.call('HINCRBY', bkey, 'consecutive', '1')
+  consecutive = redis.call('HINCRBY', bkey, 'consecutive', ARGV[2])
 else
-  consecutive = 0
-  if b[3] == '0' then
+  consecutive = tonumber(trail) or 0
+  if b[3] == trail then
     redis.call('HSET', bkey, slot, bucket)
   else
-    redis.call('HSET', bkey, slot, bucket, 'consecutive', '0')
+    redis.call('HSET', bkey, slot, bucket, 'consecutive', trail)
   end
 end
 

@@ -102,6 +102,10 @@ local function fk_work(okey)
   return out
 end
 
+-- Charge states that mean "a charge may exist": the gateway is asked
+-- before anything is sent again.
+local FK_ASK_FIRST = {sent = true, unknown = true, pending = true, paid = true}
+
 -- Take the lease on an existing order for this entry:
 --   {'done', state}  the order is final: the entry is acknowledged
 --   {'owned'}        a live lease or a scheduled retry covers the order:
@@ -109,7 +113,11 @@ end
 --   {'busy'}         this same entry is held under a live lease (a slow
 --                    worker): left pending, to be reclaimed later
 --   {'work', ...}    lease taken, fence bumped (see fk_work)
-local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now)
+-- send: the worker's gateway guard admitted a charge. If the order is to be
+-- charged now (processing, no payment reported, no charge that may exist),
+-- charge=sent is written with the lease -- the recovery point that
+-- transition.lua op K would write -- and '1' is appended to the answer.
+local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now, send)
   local h = redis.call('HMGET', okey, 'state', 'lease_until', 'lease_entry')
   local st = h[1]
   if FK_FINAL[st] then
@@ -125,8 +133,13 @@ local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now)
     fk_ack(stream, group, entry)
     return {'owned'}
   end
-  redis.call('HINCRBY', okey, 'fence', 1)
-  redis.call('HSET', okey, 'lease_until', now + lease_ms, 'lease_entry', entry)
-  return fk_work(okey)
+  redis.call('HINCRBY', okey, 'fence', '1')
+  local out = fk_work(okey)
+  local set = {'lease_until', string.format('%d', now + lease_ms), 'lease_entry', entry}
+  if send and out[2] == FK_ST.PROCESSING and out[12] == '' and not FK_ASK_FIRST[out[4]] then
+    set[5], set[6] = 'charge', 'sent'
+    out[4], out[16] = 'sent', '1'
+  end
+  redis.call('HSET', okey, unpack(set))
+  return out
 end
-

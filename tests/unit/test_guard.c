@@ -5,7 +5,8 @@
  *  - breaker: closed -> open after N consecutive failures; open refuses with
  *    the time left; half-open after the cool-down lets exactly `probes`
  *    calls through; a probe success closes, a probe failure re-opens; a
- *    late non-probe answer moves nothing; a probe that never reports is
+ *    late non-probe answer moves nothing; batched reports keep the streak
+ *    across batches; a probe that never reports is
  *    replaced after another cool-down; the error-percent rule with its
  *    sliding window and minimum calls;
  *  - token bucket: about `rate` calls per second over 2 s (the measured
@@ -28,6 +29,7 @@
 
 #include "config.h"
 #include "guard.h"
+#include "guard_local.h"
 #include "harness.h"
 #include "keys.h"
 #include "scripts.h"
@@ -73,18 +75,24 @@ static fk_guard_verdict check(const fk_guard_policy *p) {
     return v;
 }
 
-/* Report an outcome; returns the breaker's change ('' | opened | closed |
- * reopened) in a static buffer. */
-static const char *report(const fk_guard_policy *p, int failed, int probe) {
+/* Report a batch of outcomes; returns the breaker's change ('' | opened |
+ * closed | reopened) in a static buffer. */
+static const char *report_n(const fk_guard_policy *p, long long nok, long long nbad,
+                            long long trail, int probe) {
     static char change[32];
     fk_args a;
-    fk_guard_report_args(&a, &g_k, p, failed, probe);
+    fk_guard_report_args(&a, &g_k, p, nok, nbad, trail, probe);
     redisReply *r = eval(FK_LUA_GUARD_REPORT, FK_GUARD_REPORT_NKEYS, &a);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, 2);
     snprintf(change, sizeof(change), "%s", r->element[1]->str);
     freeReplyObject(r);
     return change;
+}
+
+/* Report one call, as the reaper and a probe do. */
+static const char *report(const fk_guard_policy *p, int failed, int probe) {
+    return report_n(p, !failed, !!failed, !!failed, probe);
 }
 
 static void breaker_state(char *buf, size_t len) {
@@ -197,6 +205,32 @@ static void t_breaker_consecutive(void **state) {
     assert_true(atoll(r->element[1]->str) >= 3);
     assert_string_equal(r->element[2]->str, "0");
     freeReplyObject(r);
+}
+
+/* Workers report in batches (guard_local.c): a batch without a success
+ * adds its failures to the streak, one with a success restarts the streak
+ * at its trailing failures; calls and failures are counted in full. */
+static void t_breaker_batches(void **state) {
+    (void)state;
+    fk_guard_policy p = policy(); /* opens after 5 in a row */
+    char st[32];
+    assert_string_equal(report_n(&p, 3, 2, 2, 0), "");  /* ... ok, fail, fail: streak 2 */
+    assert_string_equal(report_n(&p, 0, 2, 2, 0), "");  /* streak 4 */
+    assert_string_equal(report_n(&p, 4, 3, 0, 0), "");  /* ends on a success: streak 0 */
+    assert_string_equal(report_n(&p, 0, 4, 4, 0), "");  /* streak 4 */
+    redisReply *r = fk_t_cmd(g_c, "HMGET %s consecutive calls_ok calls_failed", g_k.breaker);
+    assert_string_equal(r->element[0]->str, "4");
+    assert_string_equal(r->element[1]->str, "7");
+    assert_string_equal(r->element[2]->str, "11");
+    freeReplyObject(r);
+    assert_string_equal(report_n(&p, 0, 1, 1, 0), "opened"); /* the 5th in a row */
+    breaker_state(st, sizeof(st));
+    assert_string_equal(st, "open");
+    /* a batch sent while open (calls made before the worker saw it) moves
+     * nothing */
+    assert_string_equal(report_n(&p, 5, 0, 0, 0), "");
+    breaker_state(st, sizeof(st));
+    assert_string_equal(st, "open");
 }
 
 /* A probe whose worker died never reports: after another cool-down its
@@ -451,10 +485,116 @@ static void t_cooldown_window(void **state) {
     assert_int_equal(fk_t_int(g_c, "EXISTS %s:cool:z@x", PREFIX), 0);
 }
 
+/* ---- the worker's local view (guard_local.c) ----------------------------- */
+
+static int g_up, g_closed;
+
+static void on_redis(fk_redis *r, int event, void *arg) {
+    (void)arg;
+    g_up = event == FK_REDIS_UP;
+    if (g_up) fk_scripts_load(r);
+}
+
+static void on_close_cb(void *arg) { (*(int *)arg)++; }
+
+static void on_stop(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* Run the loop for about ms milliseconds. */
+static void spin(uv_loop_t *loop, uint64_t ms) {
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, on_stop, ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static const char *bfield(const char *field) {
+    static char buf[64];
+    redisReply *r = fk_t_cmd(g_c, "HGET %s %s", g_k.breaker, field);
+    snprintf(buf, sizeof(buf), "%s", r->type == REDIS_REPLY_STRING ? r->str : "nil");
+    freeReplyObject(r);
+    return buf;
+}
+
+/* Admission without Redis only while the breaker was seen closed lately
+ * and no rate limit is set; reports go out as one batch per tick; a probe
+ * goes out at once; an open breaker set by another worker is seen within
+ * a tick; closing sends what is left and frees the view. */
+static void t_local_view(void **state) {
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    fk_redis_target t;
+    char err[256];
+    assert_int_equal(fk_redis_url_parse(g_srv.url, &t, err, sizeof(err)), 0);
+    fk_redis_options o = {"guard", "test_guard", 2000, 5000, 0, 50, 300};
+    fk_redis *r = NULL;
+    assert_int_equal(fk_redis_open(&r, &loop, &t, &o, on_redis, NULL), 0);
+    for (int i = 0; i < 200 && !g_up; i++) spin(&loop, 10);
+    assert_true(g_up);
+
+    fk_guard_policy p = policy();
+    fk_guard_local *g = NULL;
+    assert_int_equal(fk_guard_local_new(&g, &loop, r, &g_k, &p), 0);
+    assert_false(fk_guard_local_admit(g)); /* never seen: ask Redis */
+    fk_guard_local_seen(g, "closed");
+    assert_true(fk_guard_local_admit(g));
+
+    for (int i = 0; i < 3; i++) fk_guard_local_report(g, 0, 0);
+    fk_guard_local_report(g, 1, 0);
+    fk_guard_local_report(g, 1, 0);
+    assert_string_equal(bfield("calls_ok"), "nil"); /* not sent yet */
+    spin(&loop, FK_GUARD_TICK_MS * 3);
+    assert_string_equal(bfield("calls_ok"), "3");
+    assert_string_equal(bfield("calls_failed"), "2");
+    assert_string_equal(bfield("consecutive"), "2");
+    assert_true(fk_guard_local_admit(g)); /* the batch's answer: still closed */
+
+    /* another worker opened the breaker: seen at the next tick */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state open open_until 99999999999999", g_k.breaker));
+    spin(&loop, FK_GUARD_TICK_MS * 3);
+    assert_false(fk_guard_local_admit(g));
+    /* a probe's outcome goes out alone and at once */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state half_open", g_k.breaker));
+    fk_guard_local_report(g, 0, 1);
+    spin(&loop, 20);
+    assert_string_equal(bfield("state"), "closed");
+    assert_string_equal(bfield("calls_ok"), "4");
+    assert_true(fk_guard_local_admit(g)); /* the probe's answer said closed */
+
+    /* a view nobody used is not refreshed: stale, ask Redis again */
+    spin(&loop, FK_GUARD_STALE_MS + FK_GUARD_TICK_MS * 2);
+    assert_false(fk_guard_local_admit(g));
+
+    /* a rate limit is always decided by Redis */
+    fk_guard_local *g2 = NULL;
+    fk_guard_policy pr = p;
+    pr.rate_rps = 10;
+    assert_int_equal(fk_guard_local_new(&g2, &loop, r, &g_k, &pr), 0);
+    fk_guard_local_seen(g2, "closed");
+    assert_false(fk_guard_local_admit(g2));
+
+    /* closing sends the rest */
+    fk_guard_local_report(g, 1, 0);
+    int closed = 0;
+    fk_guard_local_close(g, on_close_cb, &closed);
+    fk_guard_local_close(g2, on_close_cb, &closed);
+    for (int i = 0; i < 100 && closed < 2; i++) spin(&loop, 10);
+    assert_int_equal(closed, 2);
+    assert_string_equal(bfield("calls_failed"), "3");
+    fk_redis_close(r, on_close_cb, &g_closed);
+    for (int i = 0; i < 100 && !g_closed; i++) spin(&loop, 10);
+    assert_int_equal(g_closed, 1);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(t_breaker_consecutive, flush),
+        cmocka_unit_test_setup(t_breaker_batches, flush),
         cmocka_unit_test_setup(t_breaker_lost_probe, flush),
+        cmocka_unit_test_setup(t_local_view, flush),
         cmocka_unit_test_setup(t_breaker_error_pct, flush),
         cmocka_unit_test_setup(t_bucket_rate, flush),
         cmocka_unit_test_setup(t_bucket_and_breaker, flush),

@@ -1031,7 +1031,7 @@ static void t_dead(void **state) {
 typedef struct acc {
     const char *entry, *oid, *idem, *sku;
     long long qty, amount;
-    const char *mode; /* "paid" | "charge" */
+    const char *mode; /* "paid" | "charge" | "send" */
     long long lease_ms;
 } acc;
 
@@ -1205,6 +1205,66 @@ static void t_accept_charge(void **state) {
     assert_string_equal(stock(), "['sku1-c3']");
 }
 
+static const char *resume_(const char *entry, const char *oid, const char *mode) {
+    char ok[FK_KEY_MAX];
+    fk_key_order(&g_k, oid, ok, sizeof(ok));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, ok);
+    fk_args_str(&a, g_k.stream);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, GROUP);
+    fk_args_str(&a, entry);
+    fk_args_str(&a, oid);
+    fk_args_ll(&a, 30000);
+    fk_args_str(&a, "");
+    fk_args_str(&a, mode);
+    return call(FK_LUA_RESUME, 3, &a);
+}
+
+/* 'send' (the worker's gateway guard admitted a charge): the recovery point
+ * charge=sent is written with the record or the lease, and the answer says
+ * so with a trailing '1' -- only when the order is to be charged now: never
+ * over a charge that may exist (asked first) nor over a payment the shop
+ * reported. */
+static void t_accept_send(void **state) {
+    (void)state;
+    load_stock("sku1", 5);
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc x = {.entry = id, .oid = "S1", .idem = "S1", .sku = "sku1", .qty = 1, .amount = 700,
+             .mode = "send", .lease_ms = 30000};
+    assert_string_equal(accept_(&x),
+                        "['work','processing','1','sent','0','S1','sku1','1','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\"]','1']");
+    assert_string_equal(hget("S1", "charge"), "'sent'");
+    /* taken again after the lease: a charge may exist, no new mark */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1", okey("S1")));
+    assert_string_equal(resume_(id, "S1", "send"),
+                        "['work','processing','2','sent','0','S1','sku1','1','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\"]']");
+    /* the gateway said no charge exists (absent): marked again */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1 charge absent", okey("S1")));
+    assert_string_equal(resume_(id, "S1", "send"),
+                        "['work','processing','3','sent','0','S1','sku1','1','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\"]','1']");
+    /* without the guard's admission: nothing written */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1 charge absent", okey("S1")));
+    assert_string_equal(resume_(id, "S1", ""),
+                        "['work','processing','4','absent','0','S1','sku1','1','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\"]']");
+    /* a payment reported before its order: never charged */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s pay_status succeeded payment_id P9", okey("S2")));
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc y = x;
+    y.entry = id;
+    y.oid = y.idem = "S2";
+    assert_string_equal(accept_(&y),
+                        "['work','processing','1','none','0','S2','sku1','1','700','CNY',"
+                        "'buyer@example.com','succeeded','P9','','[\"sku1-c2\"]']");
+    assert_string_equal(hget("S2", "charge"), "'none'");
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 3 && strcmp(argv[1], "--args-overflow") == 0) return args_overflow_child(argv[2]);
@@ -1228,6 +1288,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_accept_out_of_stock, flush),
         cmocka_unit_test_setup(t_accept_dup_conflict, flush),
         cmocka_unit_test_setup(t_accept_charge, flush),
+        cmocka_unit_test_setup(t_accept_send, flush),
         cmocka_unit_test_setup(t_reclaim_poison_requeues, flush),
     };
     return cmocka_run_group_tests_name("scripts", tests, group_setup, group_teardown);
