@@ -6,7 +6,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc pkg-config meson ninja-build libhiredis-dev libuv1-dev libcjson-dev \
-      libcurl4-openssl-dev libssl-dev nettle-dev libcmocka-dev libhttp-parser-dev \
+      libcurl4-gnutls-dev libssl-dev nettle-dev libcmocka-dev libhttp-parser-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -17,7 +17,7 @@ RUN meson setup /build --buildtype=release --prefix=/usr/local \
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libhiredis0.14 libuv1 libcjson1 libcurl4 libssl3 libnettle8 ca-certificates redis-tools \
+      libhiredis0.14 libuv1 libcjson1 libcurl3-gnutls libnettle8 ca-certificates redis-tools \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home faka
 COPY --from=build /usr/local/bin/faka-worker /usr/local/bin/faka-reaper /usr/local/bin/fakactl /usr/local/bin/

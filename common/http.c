@@ -6,56 +6,104 @@
  * Finished transfers are collected with curl_multi_info_read() and reported
  * to the caller's callback, always outside any curl callback.
  *
- * Socket contexts: each watched socket gets a struct http_sock allocated in
- * the socket callback and attached to curl's socket with curl_multi_assign.
- * On CURL_POLL_REMOVE it is stopped and uv_close'd at once (curl closes the
- * fd right after), and freed only in the close callback; curl may hand us the
- * same fd number again before that, which then gets a fresh context -- the
- * stopped handle no longer owns the fd in libuv, so this is safe.
+ * Cost per request is what this file is tuned for (a gateway call is a tiny
+ * request on a keep-alive loopback connection, so fixed costs dominate):
  *
- * Queueing: at most max_concurrent easy handles are in the multi at once;
- * the rest wait in a FIFO and are added as transfers finish. */
+ * Easy handles are pooled. A request owns one only while it is in the multi
+ * (a queued request holds copies of its URL and body instead), so at most
+ * max_concurrent handles ever exist. Options that never change are set once
+ * when a handle is made; a request sets only URL, headers, method, body and
+ * timeout, and CURLOPT_HTTPGET first undoes whatever method the previous
+ * request left. Because a pooled handle still holds the previous transfer's
+ * CURLINFO values until curl starts the next one, every CURLINFO read is
+ * gated on r->reached (curl's prereq callback ran for this request).
+ *
+ * Sockets: every socket curl opens for a connection goes through our open
+ * and close callbacks, and its uv_poll_t lives exactly as long as the socket:
+ * created in the open callback, merely stopped on CURL_POLL_REMOVE (a pooled
+ * keep-alive connection is idle between transfers), closed in the close
+ * callback before the fd itself is closed, so a poll handle never outlives
+ * its fd and a recycled fd number never meets a stale handle. A socket curl
+ * did not open through us (a resolver's wake-up pipe) is watched from its
+ * first socket callback and closed on CURL_POLL_REMOVE, as curl closes it
+ * right after. h->socks maps fd -> context for the live ones; a closed
+ * context is freed in its uv close callback.
+ *
+ * Queueing: at most max_concurrent requests are in the multi at once; the
+ * rest wait in a FIFO and are added as transfers finish. */
 #include "http.h"
 #include "err.h"
 
 #include <assert.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define HTTP_DEFAULT_CONNECT_MS 2000
 #define HTTP_DEFAULT_TOTAL_MS   5000
 #define HTTP_DEFAULT_CONCURRENT 64
 #define HTTP_RETRY_AFTER_MAX    64      /* longest Retry-After value kept */
+/* curl's receive buffer per easy handle (default 16 KiB). Gateway answers
+ * are a few hundred bytes; 1024 is curl's minimum. */
+#define HTTP_RECV_BUFFER        1024L
+/* A pooled handle keeps its body buffer up to this size; a larger one (a
+ * rare big answer) is freed when its request ends. */
+#define HTTP_BODY_KEEP          4096
 
 typedef struct http_req http_req;
 typedef struct http_sock http_sock;
+typedef struct http_easy http_easy;
 
+enum { HTTP_GET, HTTP_HEAD, HTTP_POST, HTTP_OTHER };
+
+/* A pooled easy handle. Its constant options point here (write, header and
+ * prereq data, private, error buffer); req says which request runs on it. */
+struct http_easy {
+    CURL *easy;
+    http_easy *next;            /* in h->idle while unused */
+    http_req *req;              /* the request on it, NULL while idle */
+    char *buf;                  /* response body, NUL-terminated; kept */
+    size_t cap;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* One request, in one allocation: the struct, then its header list (nodes
+ * and strings), then -- only while it waits in the queue -- its URL and
+ * body. */
 struct http_req {
     http_req *prev, *next;      /* in h->active or h->queue */
     fk_http *h;
-    CURL *easy;
-    struct curl_slist *hdrs;
+    http_easy *e;               /* set while in the multi, and until done */
+    struct curl_slist *hdrs;    /* NULL if none */
     fk_http_cb cb;
     void *arg;
-    char *buf;                  /* body, NUL-terminated; NULL until data */
-    size_t len, cap;
+    const char *url;            /* queued requests only */
+    const char *body;           /* queued requests only; NULL if none */
+    size_t body_len;
+    size_t len;                 /* bytes of body received */
+    int method;                 /* HTTP_GET ... */
     int truncated;
     int active;                 /* 1: added to the multi */
+    int reached;                /* curl's prereq callback ran: curl's
+                                   CURLINFO values are this request's */
     int closed_sent;            /* maybe_sent, computed by fk_http_close */
     int oom;                    /* the body buffer could not grow */
+    int has_retry_after;
     uint64_t created;           /* uv_now() at fk_http_request */
-    char *retry_after;
-    char errbuf[CURL_ERROR_SIZE];
+    char custom[17];            /* method name for HTTP_OTHER */
+    char retry_after[HTTP_RETRY_AFTER_MAX + 1];
 };
 
 struct http_sock {
     uv_poll_t poll;
-    http_sock *prev, *next;     /* in h->socks until the close callback */
     fk_http *h;
     curl_socket_t fd;
-    int closing;
+    int owned;                  /* opened through on_open_socket: lives until
+                                   on_close_socket */
 };
 
 typedef struct req_list {
@@ -70,7 +118,9 @@ struct fk_http {
     fk_http_options opts;
     req_list active;            /* in the multi */
     req_list queue;             /* waiting, FIFO */
-    http_sock *socks;           /* every context not yet freed */
+    http_easy *idle;            /* pooled easy handles */
+    http_sock **socks;          /* live socket contexts by fd, or NULL */
+    size_t nsocks;              /* size of socks */
     size_t open_handles;        /* timer + socket contexts not yet closed */
     int closing;
     void (*done)(void *arg);
@@ -147,24 +197,59 @@ static void http_maybe_finish_close(fk_http *h) {
 static void sock_close_cb(uv_handle_t *handle) {
     http_sock *s = handle->data;
     fk_http *h = s->h;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        h->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
     free(s);
     assert(h->open_handles > 0);
     h->open_handles--;
     http_maybe_finish_close(h);
 }
 
-static void sock_close(http_sock *s) {
-    if (s->closing)
-        return;
-    s->closing = 1;
-    uv_poll_stop(&s->poll);
+static http_sock *sock_find(const fk_http *h, curl_socket_t fd) {
+    if (fd < 0 || (size_t)fd >= h->nsocks)
+        return NULL;
+    return h->socks[fd];
+}
+
+/* Forget s and close its poll handle (uv_close stops it at once, so the fd
+ * may be closed right after); s is freed in the close callback. */
+static void sock_close(fk_http *h, http_sock *s) {
+    assert(sock_find(h, s->fd) == s);
+    h->socks[s->fd] = NULL;
     uv_close((uv_handle_t *)&s->poll, sock_close_cb);
+}
+
+/* A context with a poll handle for fd, registered in h->socks. A context
+ * still registered under that fd number belongs to a closed socket (curl
+ * closed it without telling us): it is retired first. NULL on failure. */
+static http_sock *sock_new(fk_http *h, curl_socket_t fd, int owned) {
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= h->nsocks) {
+        size_t n = h->nsocks ? h->nsocks : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        http_sock **t = realloc(h->socks, n * sizeof(*t));
+        if (!t)
+            return NULL;
+        memset(t + h->nsocks, 0, (n - h->nsocks) * sizeof(*t));
+        h->socks = t;
+        h->nsocks = n;
+    }
+    if (h->socks[fd])
+        sock_close(h, h->socks[fd]);
+    http_sock *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    s->h = h;
+    s->fd = fd;
+    s->owned = owned;
+    h->socks[fd] = s;
+    h->open_handles++;
+    return s;
 }
 
 static void timer_close_cb(uv_handle_t *handle) {
@@ -174,42 +259,216 @@ static void timer_close_cb(uv_handle_t *handle) {
     http_maybe_finish_close(h);
 }
 
-/* ---- Completion ---- */
+/* ---- Easy-handle callbacks ---- */
 
-static void req_free(http_req *r) {
-    if (r->easy)
-        curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->hdrs);
-    free(r->buf);
-    free(r->retry_after);
-    free(r);
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp) {
+    http_easy *e = userp;
+    http_req *r = e->req;
+    size_t n = size * nmemb;
+    size_t room = FK_HTTP_BODY_MAX - r->len;
+    size_t take = n < room ? n : room;
+    if (take < n)
+        r->truncated = 1;
+    if (take == 0)
+        return n;
+    if (r->len + take + 1 > e->cap) {
+        size_t cap = e->cap ? e->cap : 256;   /* gateway answers are small */
+        while (cap < r->len + take + 1)
+            cap *= 2;
+        if (cap > FK_HTTP_BODY_MAX + 1)
+            cap = FK_HTTP_BODY_MAX + 1;
+        char *nb = realloc(e->buf, cap);
+        if (!nb) {
+            r->oom = 1;
+            return 0;   /* curl aborts with CURLE_WRITE_ERROR */
+        }
+        e->buf = nb;
+        e->cap = cap;
+    }
+    memcpy(e->buf + r->len, data, take);
+    r->len += take;
+    e->buf[r->len] = '\0';
+    return n;
 }
 
-/* The maybe_sent rule documented in http.h. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp) {
+    http_easy *e = userp;
+    http_req *r = e->req;
+    size_t n = size * nmemb;
+    static const char name[] = "Retry-After:";
+    const size_t nl = sizeof(name) - 1;
+
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        /* A new response (after 1xx, or curl's retry): forget the old one. */
+        r->has_retry_after = 0;
+        return n;
+    }
+    if (n > nl && strncasecmp(data, name, nl) == 0) {
+        const char *v = data + nl;
+        const char *end = data + n;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            v++;
+        while (end > v && (end[-1] == ' ' || end[-1] == '\t' ||
+                           end[-1] == '\r' || end[-1] == '\n'))
+            end--;
+        size_t vl = (size_t)(end - v);
+        if (vl > HTTP_RETRY_AFTER_MAX)
+            vl = HTTP_RETRY_AFTER_MAX;
+        memcpy(r->retry_after, v, vl);
+        r->retry_after[vl] = '\0';
+        r->has_retry_after = 1;
+    }
+    return n;
+}
+
+/* CURLOPT_PREREQFUNCTION: the connection is ready and the request is about
+ * to go out. From here on curl's CURLINFO values describe this request. */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip,
+                     int primary_port, int local_port) {
+    http_easy *e = userp;
+    e->req->reached = 1;
+    return CURL_PREREQFUNC_OK;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: make the socket as curl would, and give it
+ * its poll handle for life (see the top of this file). */
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose,
+                                    struct curl_sockaddr *addr) {
+    fk_http *h = userp;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC,
+                              addr->protocol);
+    if (fd == CURL_SOCKET_BAD || h->closing)
+        return fd;
+    if (!sock_new(h, fd, 1)) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the poll handle goes first, then the fd. */
+static int on_close_socket(void *userp, curl_socket_t fd) {
+    fk_http *h = userp;
+    http_sock *s = sock_find(h, fd);
+    if (s)
+        sock_close(h, s);
+    return close(fd);
+}
+
+/* ---- The easy-handle pool ---- */
+
+static void easy_destroy(http_easy *e) {
+    curl_easy_cleanup(e->easy);
+    free(e->buf);
+    free(e);
+}
+
+/* An idle pooled handle, or a new one with every constant option set.
+ * NULL and *rc < 0 on failure. */
+static http_easy *easy_get(fk_http *h, int *rc) {
+    http_easy *e = h->idle;
+    if (e) {
+        h->idle = e->next;
+        e->next = NULL;
+        return e;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e || !(e->easy = curl_easy_init())) {
+        free(e);
+        *rc = FK_ENOMEM;
+        return NULL;
+    }
+    CURL *x = e->easy;
+    CURLcode c = CURLE_OK;
+#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(x, opt, val); } while (0)
+    SET(CURLOPT_PRIVATE, (void *)e);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
+    SET(CURLOPT_SSL_VERIFYPEER, h->opts.verify_tls ? 1L : 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, h->opts.verify_tls ? 2L : 0L);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_USERAGENT, "faka/0.1");
+    SET(CURLOPT_BUFFERSIZE, HTTP_RECV_BUFFER);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* Never join a still-running resolver thread (curl's threaded DNS) when
+     * a transfer times out or is cancelled: that would block the loop. The
+     * detached thread frees itself when getaddrinfo returns. */
+    SET(CURLOPT_QUICK_EXIT, 1L);
+#endif
+    SET(CURLOPT_ERRORBUFFER, e->errbuf);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, (void *)e);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, (void *)e);
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, (void *)e);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)h);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)h);
+#undef SET
+    if (c != CURLE_OK) {
+        easy_destroy(e);
+        *rc = http_xlate(c, CURLM_OK);
+        return NULL;
+    }
+    return e;
+}
+
+/* Return e (no longer in the multi) to the pool; once the client is
+ * closing, destroy it instead. */
+static void easy_put(fk_http *h, http_easy *e) {
+    e->req = NULL;
+    if (h->closing) {
+        easy_destroy(e);
+        return;
+    }
+    /* The request's header list dies with it: never leave curl a pointer
+     * to it, even on an idle handle. */
+    curl_easy_setopt(e->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    if (e->cap > HTTP_BODY_KEEP) {
+        free(e->buf);
+        e->buf = NULL;
+        e->cap = 0;
+    }
+    e->next = h->idle;
+    h->idle = e;
+}
+
+/* ---- Completion ---- */
+
+/* The maybe_sent rule documented in http.h. Before curl's prereq callback
+ * no request byte can have left (and the handle's CURLINFO values may still
+ * be a previous request's). */
 static int req_maybe_sent(const http_req *r) {
-    if (!r->active)
+    if (!r->active || !r->reached)
         return 0;
     long reqsize = 0;
     curl_off_t pretransfer = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &reqsize) != CURLE_OK)
+    if (curl_easy_getinfo(r->e->easy, CURLINFO_REQUEST_SIZE, &reqsize) != CURLE_OK)
         return 1;
-    if (curl_easy_getinfo(r->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) != CURLE_OK)
+    if (curl_easy_getinfo(r->e->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer) != CURLE_OK)
         return 1;
     return (reqsize > 0 || pretransfer > 0) ? 1 : 0;
 }
 
-/* Report r to its owner and free it. r is in no list and no longer in the
- * multi. code/mcode describe curl's outcome; err_override (FK_ECLOSED or an
- * error of ours) wins over them when nonzero. */
-static void req_complete(http_req *r, CURLcode code, CURLMcode mcode,
+/* Report r to its owner, then free it and return its easy handle to the
+ * pool. r is in no list and no longer in the multi. code/mcode describe
+ * curl's outcome; err_override (FK_ECLOSED or an error of ours) wins over
+ * them when nonzero. */
+static void req_complete(fk_http *h, http_req *r, CURLcode code, CURLMcode mcode,
                          int err_override, int maybe_sent) {
+    http_easy *e = r->e;
     fk_http_response resp;
     memset(&resp, 0, sizeof(resp));
     resp.err = err_override ? err_override : r->oom ? FK_ENOMEM : http_xlate(code, mcode);
     resp.maybe_sent = maybe_sent;
-    if (r->active && r->easy) {
+    if (e && r->reached) {
         long status = 0;
-        if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
+        if (curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
             resp.status = status;
     }
     if (resp.err == 0 && resp.status <= 0) {
@@ -218,31 +477,67 @@ static void req_complete(http_req *r, CURLcode code, CURLMcode mcode,
         resp.err = FK_EHTTP;
         resp.status = 0;
     }
-    resp.body = r->buf ? r->buf : "";
+    resp.body = e && r->len ? e->buf : "";
     resp.body_len = r->len;
     resp.truncated = r->truncated;
     if (resp.err == 0)
         resp.errmsg = "";
     else if (err_override == FK_ECLOSED)
         resp.errmsg = "http client closed";
-    else if (r->errbuf[0])
-        resp.errmsg = r->errbuf;
+    else if (e && e->errbuf[0])
+        resp.errmsg = e->errbuf;
     else if (code != CURLE_OK)
         resp.errmsg = curl_easy_strerror(code);
     else if (mcode != CURLM_OK)
         resp.errmsg = curl_multi_strerror(mcode);
     else
         resp.errmsg = fk_strerror(resp.err);
-    resp.retry_after = r->retry_after;
+    resp.retry_after = r->has_retry_after ? r->retry_after : NULL;
     r->cb(r->arg, &resp);
-    req_free(r);
+    if (e)
+        easy_put(h, e);
+    free(r);
 }
 
-/* Add r to the multi; on success it is in h->active. */
-static int req_start(fk_http *h, http_req *r) {
-    CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
-    if (mc != CURLM_OK)
-        return http_xlate(CURLE_OK, mc);
+/* Put r on the wire: take a pooled handle, set this request's options, add
+ * it to the multi; on success r is in h->active. url and body are read
+ * here only (curl copies them). On failure r is left without a handle. */
+static int req_start(fk_http *h, http_req *r, const char *url, const char *body,
+                     size_t body_len, long timeout_ms) {
+    int rc = 0;
+    http_easy *e = easy_get(h, &rc);
+    if (!e)
+        return rc;
+    e->req = r;
+    e->errbuf[0] = '\0';
+    if (e->buf)
+        e->buf[0] = '\0';
+    CURL *x = e->easy;
+    CURLcode c = CURLE_OK;
+#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(x, opt, val); } while (0)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_HTTPHEADER, r->hdrs);
+    SET(CURLOPT_TIMEOUT_MS, timeout_ms);
+    /* Back to a plain GET first: this undoes the method, body and NOBODY a
+     * previous request on this handle may have set. */
+    SET(CURLOPT_HTTPGET, 1L);
+    SET(CURLOPT_CUSTOMREQUEST, r->method == HTTP_OTHER ? r->custom : NULL);
+    if (r->method == HTTP_HEAD)
+        SET(CURLOPT_NOBODY, 1L);
+    if (body || r->method == HTTP_POST) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        SET(CURLOPT_COPYPOSTFIELDS, body ? body : "");
+    }
+#undef SET
+    rc = http_xlate(c, CURLM_OK);
+    if (rc == 0)
+        rc = http_xlate(CURLE_OK, curl_multi_add_handle(h->multi, x));
+    if (rc < 0) {
+        /* Half-set options: do not pool this handle. */
+        easy_destroy(e);
+        return rc;
+    }
+    r->e = e;
     r->active = 1;
     list_push(&h->active, r);
     return 0;
@@ -262,14 +557,13 @@ static void http_pump(fk_http *h) {
          * goes out (maybe_sent 0). */
         uint64_t waited = uv_now(h->loop) - r->created;
         if (waited >= (uint64_t)h->opts.total_timeout_ms) {
-            req_complete(r, CURLE_OK, CURLM_OK, FK_ETIMEOUT, 0);
+            req_complete(h, r, CURLE_OK, CURLM_OK, FK_ETIMEOUT, 0);
             continue;
         }
-        curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS,
-                         (long)((uint64_t)h->opts.total_timeout_ms - waited));
-        int rc = req_start(h, r);
+        int rc = req_start(h, r, r->url, r->body, r->body_len,
+                           (long)((uint64_t)h->opts.total_timeout_ms - waited));
         if (rc < 0)
-            req_complete(r, CURLE_OK, CURLM_OK, rc, 0);
+            req_complete(h, r, CURLE_OK, CURLM_OK, rc, 0);
     }
 }
 
@@ -284,13 +578,15 @@ static void http_check_done(fk_http *h) {
         CURLcode code = msg->data.result;       /* msg dies with remove */
         char *priv = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
-        http_req *r = (http_req *)(void *)priv;
-        assert(r && r->easy == easy && r->active);
+        http_easy *e = (http_easy *)(void *)priv;
+        http_req *r = e ? e->req : NULL;
+        assert(r && r->e == e && r->active);
         int maybe_sent = code == CURLE_OK ? 1 : req_maybe_sent(r);
         list_unlink(&h->active, r);
         curl_multi_remove_handle(h->multi, easy);
-        http_pump(h);
-        req_complete(r, code, CURLM_OK, 0, maybe_sent);
+        /* Report first, then refill: the finished handle is back in the
+         * pool by then, so the next queued request reuses it. */
+        req_complete(h, r, code, CURLM_OK, 0, maybe_sent);
         http_pump(h);
     }
 }
@@ -300,7 +596,7 @@ static void http_check_done(fk_http *h) {
 static void on_poll(uv_poll_t *handle, int status, int events) {
     http_sock *s = handle->data;
     fk_http *h = s->h;
-    if (h->closing || s->closing)
+    if (h->closing)
         return;
     int flags = 0;
     if (status < 0) {
@@ -338,44 +634,26 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
     return 0;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget one socket. */
+/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget one socket. A socket of
+ * ours is only stopped on REMOVE (its keep-alive connection goes back to
+ * curl's pool; on_close_socket closes the handle); any other socket is
+ * closed, curl closes it right after. */
 static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
                         void *socketp) {
     fk_http *h = userp;
-    http_sock *s = socketp;
+    http_sock *s = sock_find(h, fd);
 
     if (what == CURL_POLL_REMOVE) {
-        if (s && !s->closing) {
-            curl_multi_assign(h->multi, fd, NULL);
-            sock_close(s);
-        }
+        if (s && s->owned)
+            uv_poll_stop(&s->poll);
+        else if (s)
+            sock_close(h, s);
         return 0;
     }
     if (h->closing)
         return 0;
-    if (!s) {
-        /* A context for this fd number that curl never told us to remove
-         * would make uv_poll_init_socket fail with UV_EEXIST: retire it. */
-        for (http_sock *o = h->socks; o; o = o->next)
-            if (o->fd == fd && !o->closing)
-                sock_close(o);
-        s = calloc(1, sizeof(*s));
-        if (!s)
-            return -1;
-        if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->h = h;
-        s->fd = fd;
-        s->next = h->socks;
-        if (h->socks)
-            h->socks->prev = s;
-        h->socks = s;
-        h->open_handles++;
-        curl_multi_assign(h->multi, fd, s);
-    }
+    if (!s && !(s = sock_new(h, fd, 0)))
+        return -1;
     int events = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
         events |= UV_READABLE;
@@ -384,71 +662,6 @@ static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
     if (uv_poll_start(&s->poll, events, on_poll) != 0)
         return -1;
     return 0;
-}
-
-/* ---- Easy-handle callbacks ---- */
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userp) {
-    http_req *r = userp;
-    size_t n = size * nmemb;
-    size_t room = FK_HTTP_BODY_MAX - r->len;
-    size_t take = n < room ? n : room;
-    if (take < n)
-        r->truncated = 1;
-    if (take == 0)
-        return n;
-    if (r->len + take + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 1024;
-        while (cap < r->len + take + 1)
-            cap *= 2;
-        if (cap > FK_HTTP_BODY_MAX + 1)
-            cap = FK_HTTP_BODY_MAX + 1;
-        char *nb = realloc(r->buf, cap);
-        if (!nb) {
-            r->oom = 1;
-            return 0;   /* curl aborts with CURLE_WRITE_ERROR */
-        }
-        r->buf = nb;
-        r->cap = cap;
-    }
-    memcpy(r->buf + r->len, data, take);
-    r->len += take;
-    r->buf[r->len] = '\0';
-    return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *userp) {
-    http_req *r = userp;
-    size_t n = size * nmemb;
-    static const char name[] = "Retry-After:";
-    const size_t nl = sizeof(name) - 1;
-
-    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-        /* A new response (after 1xx, or curl's retry): forget the old one. */
-        free(r->retry_after);
-        r->retry_after = NULL;
-        return n;
-    }
-    if (n > nl && strncasecmp(data, name, nl) == 0) {
-        const char *v = data + nl;
-        const char *end = data + n;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        while (end > v && (end[-1] == ' ' || end[-1] == '\t' ||
-                           end[-1] == '\r' || end[-1] == '\n'))
-            end--;
-        size_t vl = (size_t)(end - v);
-        if (vl > HTTP_RETRY_AFTER_MAX)
-            vl = HTTP_RETRY_AFTER_MAX;
-        char *copy = malloc(vl + 1);
-        if (!copy)
-            return n;   /* a hint only; losing it is harmless */
-        memcpy(copy, v, vl);
-        copy[vl] = '\0';
-        free(r->retry_after);
-        r->retry_after = copy;
-    }
-    return n;
 }
 
 /* ---- Request validation ---- */
@@ -495,74 +708,60 @@ static int header_valid(const char *hdr) {
     return 1;
 }
 
-/* Build the easy handle for one request. */
-static int req_setup(fk_http *h, http_req *r, const char *method,
-                     const char *url, const char *const *headers,
-                     const char *body, size_t body_len) {
-    CURL *e = curl_easy_init();
-    if (!e)
-        return FK_ENOMEM;
-    r->easy = e;
-
-    if (headers) {
-        for (size_t i = 0; headers[i]; i++) {
-            struct curl_slist *n = curl_slist_append(r->hdrs, headers[i]);
-            if (!n)
-                return FK_ENOMEM;
-            r->hdrs = n;
+/* One allocation for r, its header list (with "Expect:" appended when
+ * expect), and, when copy, its URL and body for the time it is queued. */
+static http_req *req_new(const char *method, const char *const *headers,
+                         int expect, const char *url, const char *body,
+                         size_t body_len, int copy) {
+    static const char no_expect[] = "Expect:";
+    size_t nh = 0, strs = 0;
+    if (headers)
+        for (; headers[nh]; nh++)
+            strs += strlen(headers[nh]) + 1;
+    if (expect) {
+        nh++;
+        strs += sizeof(no_expect);
+    }
+    size_t url_len = copy ? strlen(url) + 1 : 0;
+    size_t body_sz = copy && body ? body_len + 1 : 0;
+    http_req *r = malloc(sizeof(*r) + nh * sizeof(struct curl_slist) + strs +
+                         url_len + body_sz);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    struct curl_slist *nodes = (struct curl_slist *)(void *)(r + 1);
+    char *p = (char *)(nodes + nh);
+    for (size_t i = 0; i < nh; i++) {
+        const char *src = (headers && headers[i]) ? headers[i] : no_expect;
+        size_t l = strlen(src) + 1;
+        memcpy(p, src, l);
+        nodes[i].data = p;
+        nodes[i].next = i + 1 < nh ? &nodes[i + 1] : NULL;
+        p += l;
+    }
+    r->hdrs = nh ? nodes : NULL;
+    if (copy) {
+        memcpy(p, url, url_len);
+        r->url = p;
+        p += url_len;
+        if (body) {
+            memcpy(p, body, body_len);
+            p[body_len] = '\0';
+            r->body = p;
         }
+        r->body_len = body_len;
     }
-    if (body || strcmp(method, "POST") == 0) {
-        /* No "Expect: 100-continue" round trip for our small bodies. */
-        struct curl_slist *n = curl_slist_append(r->hdrs, "Expect:");
-        if (!n)
-            return FK_ENOMEM;
-        r->hdrs = n;
-    }
-
-    CURLcode c = CURLE_OK;
-#define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(e, opt, val); } while (0)
-    SET(CURLOPT_URL, url);
-    SET(CURLOPT_PRIVATE, (void *)r);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, h->opts.total_timeout_ms);
-    SET(CURLOPT_SSL_VERIFYPEER, h->opts.verify_tls ? 1L : 0L);
-    SET(CURLOPT_SSL_VERIFYHOST, h->opts.verify_tls ? 2L : 0L);
-    SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    SET(CURLOPT_USERAGENT, "faka/0.1");
-#if LIBCURL_VERSION_NUM >= 0x075700
-    /* Never join a still-running resolver thread (curl's threaded DNS) when
-     * a transfer times out or is cancelled: that would block the loop. The
-     * detached thread frees itself when getaddrinfo returns. */
-    SET(CURLOPT_QUICK_EXIT, 1L);
-#endif
-    SET(CURLOPT_ERRORBUFFER, r->errbuf);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, (void *)r);
-    SET(CURLOPT_HEADERFUNCTION, on_header);
-    SET(CURLOPT_HEADERDATA, (void *)r);
-    if (r->hdrs)
-        SET(CURLOPT_HTTPHEADER, r->hdrs);
     if (strcmp(method, "GET") == 0) {
-        SET(CURLOPT_HTTPGET, 1L);
+        r->method = HTTP_GET;
     } else if (strcmp(method, "HEAD") == 0) {
-        SET(CURLOPT_NOBODY, 1L);
+        r->method = HTTP_HEAD;
+    } else if (strcmp(method, "POST") == 0) {
+        r->method = HTTP_POST;
     } else {
-        if (strcmp(method, "POST") != 0)
-            SET(CURLOPT_CUSTOMREQUEST, method);
-        if (body || strcmp(method, "POST") == 0) {
-            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-            SET(CURLOPT_COPYPOSTFIELDS, body ? body : "");
-        }
+        r->method = HTTP_OTHER;
+        memcpy(r->custom, method, strlen(method) + 1);  /* <= 16, checked */
     }
-#undef SET
-    if (c != CURLE_OK)
-        return http_xlate(c, CURLM_OK);
-    return 0;
+    return r;
 }
 
 /* ---- Public API ---- */
@@ -572,6 +771,21 @@ void fk_http_options_default(fk_http_options *opts) {
     opts->total_timeout_ms = HTTP_DEFAULT_TOTAL_MS;
     opts->max_concurrent = HTTP_DEFAULT_CONCURRENT;
     opts->verify_tls = 1;
+}
+
+/* libcurl initialises libssh2, which (Debian builds it on OpenSSL) sets up
+ * all of libcrypto's algorithms and engines: about 1.5 MB of RSS for a
+ * protocol we never allow. libssh2_init counts its callers and sets up
+ * crypto only on the first call, so calling it first with
+ * LIBSSH2_INIT_NO_CRYPTO (1) makes curl's own call a no-op. Looked up at
+ * run time: it is libcurl's dependency, not ours, and may be absent. */
+static void http_skip_ssh_crypto(void) {
+    int (*ssh2_init)(int) = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "libssh2_init");
+    if (!sym)
+        return;
+    memcpy(&ssh2_init, &sym, sizeof(ssh2_init));
+    (void)ssh2_init(1);
 }
 
 int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
@@ -593,6 +807,7 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
         o.verify_tls = opts->verify_tls ? 1 : 0;
     }
     if (!curl_ready) {
+        http_skip_ssh_crypto();
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
             return FK_EHTTP;
         curl_ready = 1;
@@ -646,22 +861,23 @@ int fk_http_request(fk_http *h, const char *method, const char *url,
     if (rc < 0)
         return rc;
 
-    http_req *r = calloc(1, sizeof(*r));
+    /* No "Expect: 100-continue" round trip for our small bodies. */
+    int expect = body || strcmp(method, "POST") == 0;
+    int queued = h->queue.head || h->active.n >= (size_t)h->opts.max_concurrent;
+    http_req *r = req_new(method, headers, expect, url, body, body_len, queued);
     if (!r)
         return FK_ENOMEM;
     r->h = h;
     r->cb = cb;
     r->arg = arg;
     r->created = uv_now(h->loop);
-    rc = req_setup(h, r, method, url, headers, body, body_len);
-    if (rc == 0) {
-        if (!h->queue.head && h->active.n < (size_t)h->opts.max_concurrent)
-            rc = req_start(h, r);
-        else
-            list_push(&h->queue, r);
+    if (queued) {
+        list_push(&h->queue, r);
+        return 0;
     }
+    rc = req_start(h, r, url, body, body_len, h->opts.total_timeout_ms);
     if (rc < 0) {
-        req_free(r);
+        free(r);
         return rc;
     }
     return 0;
@@ -686,7 +902,7 @@ void fk_http_close(fk_http *h, void (*done)(void *arg), void *arg) {
     while ((r = h->active.head)) {
         list_unlink(&h->active, r);
         r->closed_sent = req_maybe_sent(r);
-        curl_multi_remove_handle(h->multi, r->easy);
+        curl_multi_remove_handle(h->multi, r->e->easy);
         list_push(&cancelled, r);
     }
     while ((r = h->queue.head)) {
@@ -694,16 +910,27 @@ void fk_http_close(fk_http *h, void (*done)(void *arg), void *arg) {
         r->closed_sent = 0;
         list_push(&cancelled, r);
     }
-    for (http_sock *s = h->socks; s; s = s->next)
-        sock_close(s);
+    for (size_t fd = 0; fd < h->nsocks; fd++)
+        if (h->socks[fd])
+            sock_close(h, h->socks[fd]);
+    /* Closes curl's pooled connections through on_close_socket, which finds
+     * no context left and only closes the fds. */
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
     uv_close((uv_handle_t *)&h->timer, timer_close_cb);
 
     while ((r = cancelled.head)) {
         list_unlink(&cancelled, r);
-        req_complete(r, CURLE_OK, CURLM_OK, FK_ECLOSED, r->closed_sent);
+        req_complete(h, r, CURLE_OK, CURLM_OK, FK_ECLOSED, r->closed_sent);
     }
+    http_easy *e;
+    while ((e = h->idle)) {
+        h->idle = e->next;
+        easy_destroy(e);
+    }
+    free(h->socks);
+    h->socks = NULL;
+    h->nsocks = 0;
 }
 
 char *fk_http_escape(const char *s) {

@@ -65,7 +65,8 @@ typedef struct fk_http_response {
 typedef void (*fk_http_cb)(void *arg, const fk_http_response *resp);
 
 /* Create a client on loop. opts may be NULL (all defaults). Calls
- * curl_global_init once per process. Returns 0 and sets *out, or FK_EINVAL
+ * curl_global_init once per process (first telling libcurl's libssh2 to
+ * skip its OpenSSL set-up: we never allow ssh). Returns 0 and sets *out, or FK_EINVAL
  * (bad options) / FK_ENOMEM / FK_EHTTP (curl could not initialise). */
 int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts);
 

@@ -555,6 +555,56 @@ static void test_keepalive(void **state) {
     assert_int_equal(S.accepted, 1);
 }
 
+/* One pooled easy handle (max 1) serves every request in turn: each must
+ * see its own method, body, status and Retry-After, none of the previous
+ * request's. A request cancelled before curl started it reports
+ * maybe_sent 0 and no status, although the handle's last transfer sent. */
+static void test_handle_reuse(void **state) {
+    (void)state;
+    make_client(1, 5000);
+    static const struct {
+        const char *method, *path, *body, *want;
+        long status;
+        int retry_after;
+    } steps[] = {
+        {"POST", "/ok", "{\"a\":1}", "hello POST {\"a\":1}", 200, 0},
+        {"GET", "/retry", NULL, NULL, 503, 1},
+        {"GET", "/ok", NULL, "hello GET ", 200, 0},
+        {"PUT", "/ok", "abc", "hello PUT abc", 200, 0},
+        {"DELETE", "/ok", NULL, "hello DELETE ", 200, 0},
+        {"POST", "/ok", NULL, "hello POST ", 200, 0},
+        {"GET", "/ok", NULL, "hello GET ", 200, 0},
+    };
+    enum { N = sizeof(steps) / sizeof(steps[0]) };
+    got g[N];
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(request(steps[i].method, steps[i].path, steps[i].body, &g[i]), 0);
+        run_until(&g[i].calls, 1, 5000);
+        assert_int_equal(g[i].err, 0);
+        assert_int_equal(g[i].status, steps[i].status);
+        assert_int_equal(g[i].has_retry_after, steps[i].retry_after);
+        if (steps[i].want)
+            assert_string_equal(g[i].body, steps[i].want);
+    }
+    assert_int_equal(S.accepted, 1);        /* one keep-alive connection */
+
+    got late;
+    memset(&late, 0, sizeof(late));
+    assert_int_equal(request("POST", "/ok", "{}", &late), 0);
+    fk_http_close(H, http_done, NULL);
+    assert_int_equal(late.calls, 1);
+    assert_int_equal(late.err, FK_ECLOSED);
+    assert_int_equal(late.maybe_sent, 0);
+    assert_int_equal(late.status, 0);
+    run_until(&http_done_calls, 1, 5000);
+    H = NULL;
+    http_done_calls = 0;
+    fk_http_options o;
+    fk_http_options_default(&o);
+    assert_int_equal(fk_http_init(&H, &loop, &o), 0);
+}
+
 static void test_connect_refused(void **state) {
     (void)state;
     make_client(4, 5000);
@@ -1370,6 +1420,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_post, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handle_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dns_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
