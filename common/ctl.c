@@ -179,10 +179,10 @@ redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_arg
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
     snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "EVALSHA";
-    lens[0] = 7;
+    argv[0] = "FCALL";
+    lens[0] = 5;
     argv[1] = fk_script_sha(id);
-    lens[1] = 40;
+    lens[1] = strlen(argv[1]);
     argv[2] = nk;
     lens[2] = strlen(nk);
     for (int i = 0; i < a->n; i++) {
@@ -190,13 +190,15 @@ redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_arg
         lens[i + 3] = a->len[i];
     }
     redisReply *r = fk_ctl_cmdv(ctl, err, a->n + 3, argv, lens);
-    if (*err == FK_EREDIS && strstr(ctl->err, "NOSCRIPT")) {
+    if (*err == FK_EREDIS && fk_scripts_missing(ctl->err)) {
+        /* fakactl may be the first faka client of this server (or someone
+         * ran FUNCTION FLUSH): load the library, then call once more. */
         size_t tlen = 0;
         const char *text = fk_script_text(id, &tlen);
-        const char *lv[] = {"SCRIPT", "LOAD", text};
-        size_t ll[] = {6, 4, tlen};
+        const char *lv[] = {"FUNCTION", "LOAD", text};
+        size_t ll[] = {8, 4, tlen};
         redisReply *l = fk_ctl_cmdv(ctl, err, 3, lv, ll);
-        if (!l) return NULL;
+        if (!l && !(*err == FK_EREDIS && fk_scripts_loaded_already(ctl->err))) return NULL;
         freeReplyObject(l);
         r = fk_ctl_cmdv(ctl, err, a->n + 3, argv, lens);
     }

@@ -75,7 +75,8 @@ redisReply *fk_ctl_cmdv(fk_ctl *ctl, int *err, int argc, const char **argv,
  * and *err is set as for fk_ctl_cmd; an error reply of one command is
  * returned as it is (REDIS_REPLY_ERROR), not as a failure. */
 int fk_ctl_pipeline(fk_ctl *ctl, redisReply **replies, int n);
-/* EVALSHA a faka script (loading it on NOSCRIPT), as fk_ctl_cmd. */
+/* FCALL a faka script (loading the library when Redis does not have the
+ * function), as fk_ctl_cmd. */
 redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_args *a);
 
 /* ---- argument parsing for the commands --------------------------------- */

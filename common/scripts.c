@@ -1,4 +1,5 @@
-/* scripts.c -- the Lua script registry (see scripts.h). */
+/* scripts.c -- the Lua script registry: faka's Redis Functions library
+ * (see scripts.h). */
 #include "scripts.h"
 #include "err.h"
 #include "log.h"
@@ -6,6 +7,7 @@
 
 #include <hiredis/hiredis.h>
 #include <nettle/sha1.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,14 +27,23 @@ static const char *const script_names[FK_LUA__COUNT] = {
 #undef FK_LUA_NAME
 };
 
-static char *texts[FK_LUA__COUNT];
-static size_t text_lens[FK_LUA__COUNT];
-static char shas[FK_LUA__COUNT][41];
+/* The hash part of the names: 12 hex digits (48 bits) tell versions apart
+ * and keep the names short in FUNCTION LIST and in every FCALL. */
+#define HASH_HEX 12
 
-/* The 40 lower-case hex digits of SHA-1(data): the name Redis gives a
- * script (EVALSHA). Nettle, not OpenSSL: calling into libcrypto initialises
- * OpenSSL, which costs a worker without a gateway or webhook about 2 MB of
- * resident memory for one hash per script at start. */
+static char *library;       /* the FUNCTION LOAD text */
+static size_t library_len;
+static char library_name[8 + HASH_HEX];                 /* faka_<h> */
+static char fnames[FK_LUA__COUNT][8 + HASH_HEX + 32];   /* fk_<h>_<name> */
+static char exists_err[64 + HASH_HEX];                  /* FUNCTION LOAD's "already exists" */
+
+/* Redis 7.0's error reply to FCALL of a name no library registered
+ * (functions.c, fcallCommandGeneric). */
+static const char missing_err[] = "ERR Function not found";
+
+/* The 40 lower-case hex digits of SHA-1(data). Nettle, not OpenSSL: calling
+ * into libcrypto initialises OpenSSL, which costs a worker without a
+ * gateway or webhook about 2 MB of resident memory for one hash at start. */
 static void sha1_hex(const char *data, size_t len, char hex[41]) {
     struct sha1_ctx ctx;
     uint8_t md[SHA1_DIGEST_SIZE];
@@ -48,106 +59,168 @@ static const struct fk_lua_source *find_source(const char *name) {
     return NULL;
 }
 
+/* ---- a growing text buffer ------------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} buf;
+
+static void put_mem(buf *b, const char *s, size_t len) {
+    if (b->oom) return;
+    if (b->n + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->n + len + 1 > cap) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+}
+
+static void put_str(buf *b, const char *s) { put_mem(b, s, strlen(s)); }
+
+static void put_fmt(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put_fmt(buf *b, const char *fmt, ...) {
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= sizeof(tmp)) abort(); /* only short, fixed pieces come here */
+    put_mem(b, tmp, (size_t)k);
+}
+
+/* ---- the library text -------------------------------------------------------- */
+
 /* The prelude: constants from state.h, so Lua never spells a state itself. */
-static char *build_prelude(size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return NULL;
-    /* once full, stop writing (cap - n would wrap); the check below fails */
-#define PUT(...)                                                              \
-    do {                                                                      \
-        if (n < cap) n += (size_t)snprintf(buf + n, cap - n, __VA_ARGS__);    \
-    } while (0)
-    PUT("-- generated from common/state.h at start; see common/scripts.c\nlocal FK_ST = {");
-#define FK_ST_LUA(sym, name, zh, msg) PUT("%s='%s',", #sym + 6, name);
+static void put_prelude(buf *b) {
+    put_str(b, "-- generated from common/state.h at start; see common/scripts.c\nlocal FK_ST = {");
+#define FK_ST_LUA(sym, name, zh, msg) put_fmt(b, "%s='%s',", #sym + 6, name);
     FK_STATES(FK_ST_LUA)
 #undef FK_ST_LUA
-    PUT("}\nlocal FK_FINAL = {");
+    put_str(b, "}\nlocal FK_FINAL = {");
     for (int s = 1; s < FK_ST__COUNT; s++)
-        if (fk_state_is_final((fk_state)s)) PUT("%s=true,", fk_state_name((fk_state)s));
-    PUT("}\nlocal FK_R = {");
-#define FK_R_LUA(sym, code, msg) PUT("%s='%s',", #sym + 5, code);
+        if (fk_state_is_final((fk_state)s)) put_fmt(b, "%s=true,", fk_state_name((fk_state)s));
+    put_str(b, "}\nlocal FK_R = {");
+#define FK_R_LUA(sym, code, msg) put_fmt(b, "%s='%s',", #sym + 5, code);
     FK_REASONS(FK_R_LUA)
 #undef FK_R_LUA
-    PUT("}\n");
-#undef PUT
-    if (n >= cap) { /* cannot happen with today's tables; fail loudly if it does */
-        free(buf);
-        return NULL;
+    put_str(b, "}\n");
+}
+
+/* The whole library with hash part h. The shebang must be the first line
+ * (Redis 7.0 reads the library's name from it). Each script file becomes
+ * the body of a function whose parameters are named KEYS and ARGV, so it
+ * runs unchanged; its locals are the function's, created per call. */
+static void put_library(buf *b, const char *h, const struct fk_lua_source *lib,
+                        const struct fk_lua_source *const *src) {
+    put_fmt(b, "#!lua name=faka_%s\n", h);
+    put_prelude(b);
+    put_mem(b, lib->text, lib->len);
+    for (int i = 0; i < FK_LUA__COUNT; i++) {
+        put_fmt(b, "\nredis.register_function('fk_%s_%s', function(KEYS, ARGV)\n", h,
+                script_names[i]);
+        put_mem(b, src[i]->text, src[i]->len);
+        put_str(b, "\nend)\n");
     }
-    *len = n;
-    return buf;
 }
 
 int fk_scripts_init(void) {
-    size_t plen = 0;
-    char *prelude = build_prelude(&plen);
-    if (!prelude) return FK_ENOMEM;
     const struct fk_lua_source *lib = find_source("lib");
+    const struct fk_lua_source *src[FK_LUA__COUNT];
     if (!lib) {
-        free(prelude);
+        fk_error("scripts.init", NULL, "no embedded source for lib.lua");
         return FK_EINVAL;
     }
     for (int i = 0; i < FK_LUA__COUNT; i++) {
-        const struct fk_lua_source *src = find_source(script_names[i]);
-        if (!src) {
+        src[i] = find_source(script_names[i]);
+        if (!src[i]) {
             fk_error("scripts.init", NULL, "no embedded source for script %s", script_names[i]);
-            free(prelude);
             return FK_EINVAL;
         }
-        size_t len = plen + lib->len + src->len;
-        texts[i] = malloc(len + 1);
-        if (!texts[i]) {
-            free(prelude);
-            return FK_ENOMEM;
-        }
-        memcpy(texts[i], prelude, plen);
-        memcpy(texts[i] + plen, lib->text, lib->len);
-        memcpy(texts[i] + plen + lib->len, src->text, src->len);
-        texts[i][len] = '\0';
-        text_lens[i] = len;
-        sha1_hex(texts[i], len, shas[i]);
     }
-    free(prelude);
+    /* The names are part of the text, so the hash is taken over the text
+     * with a fixed stand-in for the hash part, then the text is built again
+     * with the real one. */
+    char zero[HASH_HEX + 1], hex[41];
+    memset(zero, '0', HASH_HEX);
+    zero[HASH_HEX] = '\0';
+    buf b = {0};
+    put_library(&b, zero, lib, src);
+    if (b.oom) {
+        free(b.p);
+        return FK_ENOMEM;
+    }
+    sha1_hex(b.p, b.n, hex);
+    hex[HASH_HEX] = '\0';
+    b.n = 0;
+    put_library(&b, hex, lib, src);
+    if (b.oom) {
+        free(b.p);
+        return FK_ENOMEM;
+    }
+    library = b.p;
+    library_len = b.n;
+    snprintf(library_name, sizeof(library_name), "faka_%.*s", HASH_HEX, hex);
+    for (int i = 0; i < FK_LUA__COUNT; i++)
+        snprintf(fnames[i], sizeof(fnames[i]), "fk_%.*s_%s", HASH_HEX, hex, script_names[i]);
+    snprintf(exists_err, sizeof(exists_err), "Library '%s' already exists", library_name);
     return 0;
 }
 
 void fk_scripts_free(void) {
-    for (int i = 0; i < FK_LUA__COUNT; i++) {
-        free(texts[i]);
-        texts[i] = NULL;
-    }
+    free(library);
+    library = NULL;
+    library_len = 0;
 }
 
 const char *fk_script_name(int id) { return script_names[id]; }
 
 const char *fk_script_text(int id, size_t *len) {
-    if (len) *len = text_lens[id];
-    return texts[id];
+    (void)id; /* one library holds every script */
+    if (len) *len = library_len;
+    return library;
 }
 
-const char *fk_script_sha(int id) { return shas[id]; }
+const char *fk_script_sha(int id) { return fnames[id]; }
 
+const char *fk_scripts_library(void) { return library_name; }
+
+int fk_scripts_missing(const char *err) { return err && strstr(err, missing_err) != NULL; }
+
+int fk_scripts_loaded_already(const char *err) {
+    return err && library && strstr(err, exists_err) != NULL;
+}
+
+/* ---- loading and calling ------------------------------------------------------ */
+
+/* Logged at info either way: the line tells operators which library this
+ * process runs, so they know when an older one can go (FUNCTION DELETE). */
 static void on_loaded(fk_redis *r, redisReply *reply, void *arg) {
     char err[256];
     (void)r;
-    if (fk_redis_reply_err(reply, err, sizeof(err)) == FK_EREDIS)
-        fk_error("scripts.load", NULL, "SCRIPT LOAD %s failed: %s", script_names[(intptr_t)arg],
-                 err);
-}
-
-static int load_one(fk_redis *r, int id) {
-    const char *argv[] = {"SCRIPT", "LOAD", texts[id]};
-    size_t lens[] = {6, 4, text_lens[id]};
-    return fk_redis_commandv(r, on_loaded, (void *)(intptr_t)id, 3, argv, lens);
+    (void)arg;
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == 0)
+        fk_info("scripts.load", NULL, "loaded Lua library %s", library_name);
+    else if (rc == FK_EREDIS && fk_scripts_loaded_already(err))
+        fk_info("scripts.load", NULL, "Lua library %s already loaded", library_name);
+    else if (rc == FK_EREDIS)
+        fk_error("scripts.load", NULL, "FUNCTION LOAD %s failed: %s", library_name, err);
 }
 
 int fk_scripts_load(fk_redis *r) {
-    for (int i = 0; i < FK_LUA__COUNT; i++) {
-        int rc = load_one(r, i);
-        if (rc) return rc;
-    }
-    return 0;
+    const char *argv[] = {"FUNCTION", "LOAD", library};
+    size_t lens[] = {8, 4, library_len};
+    return fk_redis_commandv(r, on_loaded, NULL, 3, argv, lens);
 }
 
 void fk_args_init(fk_args *a) { a->n = 0; }
@@ -180,13 +253,14 @@ typedef struct call {
 static void on_call(fk_redis *r, redisReply *reply, void *arg) {
     call *c = arg;
     if (reply && reply->type == REDIS_REPLY_ERROR && !c->resent &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-        /* Someone flushed the script cache: load, then re-send. Replies
-         * come in order on one connection, so the load lands first. */
+        fk_scripts_missing(reply->str)) {
+        /* Someone ran FUNCTION FLUSH / DELETE, or this is a new server:
+         * load, then re-send. Replies come in order on one connection, so
+         * the load lands first. */
         c->resent = 1;
-        fk_warn("scripts.noscript", NULL, "script %s missing on the server; reloading",
-                script_names[c->id]);
-        if (load_one(r, c->id) == 0 && fk_redis_formatted(r, on_call, c, c->cmd, c->len) == 0)
+        fk_warn("scripts.missing", NULL, "function %s missing on the server; loading %s",
+                fnames[c->id], library_name);
+        if (fk_scripts_load(r) == 0 && fk_redis_formatted(r, on_call, c, c->cmd, c->len) == 0)
             return;
     }
     if (c->cb) c->cb(r, reply, c->arg);
@@ -200,10 +274,10 @@ int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_re
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
     snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "EVALSHA";
-    lens[0] = 7;
-    argv[1] = shas[id];
-    lens[1] = 40;
+    argv[0] = "FCALL";
+    lens[0] = 5;
+    argv[1] = fnames[id];
+    lens[1] = strlen(fnames[id]);
     argv[2] = nk;
     lens[2] = strlen(nk);
     for (int i = 0; i < a->n; i++) {

@@ -42,17 +42,17 @@ static fk_t_redis g_srv;
 static redisContext *g_c;
 static fk_keys g_k;
 
-/* EVAL a script's full text (prelude + lib + script) with a's KEYS/ARGV. */
+/* FCALL a script's function (faka's library, loaded in group_setup) with
+ * a's KEYS/ARGV, as the workers do. */
 static redisReply *eval(int id, int nkeys, const fk_args *a) {
     const char *argv[FK_ARGS_MAX + 3];
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
-    size_t tlen;
     snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "EVAL";
-    lens[0] = 4;
-    argv[1] = fk_script_text(id, &tlen);
-    lens[1] = tlen;
+    argv[0] = "FCALL";
+    lens[0] = 5;
+    argv[1] = fk_script_sha(id);
+    lens[1] = strlen(argv[1]);
     argv[2] = nk;
     lens[2] = strlen(nk);
     for (int i = 0; i < a->n; i++) {
@@ -60,8 +60,8 @@ static redisReply *eval(int id, int nkeys, const fk_args *a) {
         lens[i + 3] = a->len[i];
     }
     redisReply *r = redisCommandArgv(g_c, a->n + 3, argv, lens);
-    if (!r) fk_t_fail("EVAL: connection error");
-    if (r->type == REDIS_REPLY_ERROR) fk_t_fail("EVAL %s: %s", fk_script_name(id), r->str);
+    if (!r) fk_t_fail("FCALL: connection error");
+    if (r->type == REDIS_REPLY_ERROR) fk_t_fail("FCALL %s: %s", fk_script_name(id), r->str);
     return r;
 }
 
@@ -112,6 +112,11 @@ static int group_setup(void **state) {
     fk_t_redis_start(&g_srv, 0);
     g_c = fk_t_connect(&g_srv);
     fk_keys_init(&g_k, PREFIX);
+    size_t tlen;
+    const char *text = fk_script_text(FK_LUA_GUARD_CHECK, &tlen);
+    redisReply *r = fk_t_cmd(g_c, "FUNCTION LOAD %b", text, tlen);
+    if (r->type == REDIS_REPLY_ERROR) fk_t_fail("FUNCTION LOAD: %s", r->str);
+    freeReplyObject(r);
     return 0;
 }
 

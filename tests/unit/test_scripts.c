@@ -1,11 +1,15 @@
 /* test_scripts.c -- unit tests of common/scripts.c and contract tests of the
  * Lua scripts in common/lua/, through fk_script_call on a real redis-server
  * (harness) and a real uv loop:
- *  - the registry: every script built, its SHA1 equal to the server's
- *    SCRIPT LOAD of its text (so every text compiles), the generated prelude
- *    naming every state and reason of state.h with working Lua values;
- *  - NOSCRIPT after SCRIPT FLUSH is invisible to the caller; fk_args keeps
- *    binary data and numbers exact, and aborts past FK_ARGS_MAX;
+ *  - the registry: one library holding every script as a function named by
+ *    the library's content hash, which the server loads (so every script
+ *    compiles as a function) and lists under those names; loading it again
+ *    is "already exists", another version's library loads beside it; the
+ *    generated prelude names every state and reason of state.h with working
+ *    Lua values;
+ *  - a function missing after FUNCTION FLUSH / FUNCTION DELETE is invisible
+ *    to the caller; fk_args keeps binary data and numbers exact, and aborts
+ *    past FK_ARGS_MAX;
  *  - transition.lua: stale fence / wrong `from` changes nothing; ops L, D,
  *    R, A, K, V, N do what its header says;
  *  - promote.lua: only due ids move, never twice, the next wait is right;
@@ -363,6 +367,66 @@ static void t_reclaim_poison_requeues(void **state) {
     assert_string_equal(q("XLEN %s", g_k.stream), "3");
 }
 
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* names[0..n) sorted, space separated, into out. */
+static const char *sorted(const char **names, size_t n, char *out) {
+    qsort(names, n, sizeof(names[0]), by_name);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i) strcat(out, " ");
+        strcat(out, names[i]);
+    }
+    return out;
+}
+
+/* The names of the functions FUNCTION LIST shows for library lib, sorted
+ * and space separated ("" when the library is not loaded). */
+static const char *listed(const char *lib) {
+    static char out[2048];
+    const char *names[64];
+    size_t n = 0;
+    redisReply *r = fk_t_cmd(g_c, "FUNCTION LIST LIBRARYNAME %s", lib);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *l = r->element[i];
+        /* LIBRARYNAME is a pattern: take only the exact library */
+        if (strcmp(l->element[1]->str, lib) != 0) continue;
+        for (size_t k = 0; k + 1 < l->elements; k += 2) {
+            if (strcmp(l->element[k]->str, "functions") != 0) continue;
+            redisReply *fs = l->element[k + 1];
+            for (size_t j = 0; j < fs->elements && n < 64; j++)
+                names[n++] = fs->element[j]->element[1]->str;
+        }
+    }
+    sorted(names, n, out);
+    freeReplyObject(r);
+    return out;
+}
+
+/* Every function name of the library, as listed() shows them. */
+static const char *expected_functions(void) {
+    static char out[2048];
+    const char *names[FK_LUA__COUNT];
+    for (int i = 0; i < FK_LUA__COUNT; i++) names[i] = fk_script_sha(i);
+    return sorted(names, FK_LUA__COUNT, out);
+}
+
+/* The library text with every occurrence of its 12-digit hash replaced by
+ * `with` (12 characters); malloc'ed. */
+static char *rehash(const char *with) {
+    size_t len;
+    const char *text = fk_script_text(0, &len);
+    const char *h = fk_scripts_library() + 5;
+    char *copy = malloc(len + 1);
+    assert_non_null(copy);
+    memcpy(copy, text, len + 1);
+    for (char *p = copy; (p = strstr(p, h)) != NULL; p += 12) memcpy(p, with, 12);
+    return copy;
+}
+
 static void t_registry(void **state) {
     (void)state;
     const char *names[] = {
@@ -371,36 +435,71 @@ static void t_registry(void **state) {
 #undef NAME
     };
     assert_int_equal(sizeof(names) / sizeof(names[0]), FK_LUA__COUNT);
+    const char *lib = fk_scripts_library();
+    assert_int_equal(strlen(lib), 17);
+    assert_true(strncmp(lib, "faka_", 5) == 0);
+    for (int k = 5; k < 17; k++)
+        assert_true((lib[k] >= '0' && lib[k] <= '9') || (lib[k] >= 'a' && lib[k] <= 'f'));
+    size_t len = 0;
+    const char *text = fk_script_text(0, &len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len); /* no NUL inside */
+    char head[256];
+    snprintf(head, sizeof(head), "#!lua name=%s\n-- generated from common/state.h", lib);
+    assert_true(strncmp(text, head, strlen(head)) == 0); /* shebang first, then the prelude */
+    assert_non_null(strstr(text, "local function fk_now()")); /* lib.lua */
     for (int i = 0; i < FK_LUA__COUNT; i++) {
         assert_string_equal(fk_script_name(i), names[i]);
-        size_t len = 0;
-        const char *text = fk_script_text(i, &len);
-        assert_non_null(text);
-        assert_int_equal(strlen(text), len); /* no NUL inside */
-        assert_true(strncmp(text, "-- generated from common/state.h", 32) == 0);
-        assert_non_null(strstr(text, "local function fk_now()")); /* lib.lua */
-        char head[64];
-        snprintf(head, sizeof(head), "-- %s.lua -- ", names[i]);
-        assert_non_null(strstr(text, head)); /* its own file */
-        const char *sha = fk_script_sha(i);
-        assert_int_equal(strlen(sha), 40);
-        for (int k = 0; k < 40; k++)
-            assert_true((sha[k] >= '0' && sha[k] <= '9') || (sha[k] >= 'a' && sha[k] <= 'f'));
-        for (int j = 0; j < i; j++) assert_string_not_equal(sha, fk_script_sha(j));
-        /* the server compiles it and agrees on the SHA1 */
-        redisReply *r = fk_t_cmd(g_c, "SCRIPT LOAD %b", text, len);
-        if (r->type != REDIS_REPLY_STRING)
-            fail_msg("SCRIPT LOAD %s: %s", names[i], r->str ? r->str : "?");
-        assert_string_equal(r->str, sha);
-        freeReplyObject(r);
+        size_t l = 0;
+        assert_ptr_equal(fk_script_text(i, &l), text); /* one library for all */
+        assert_int_equal(l, len);
+        char fname[64];
+        snprintf(fname, sizeof(fname), "fk_%s_%s", lib + 5, names[i]);
+        assert_string_equal(fk_script_sha(i), fname);
+        for (int j = 0; j < i; j++) assert_string_not_equal(fk_script_sha(i), fk_script_sha(j));
+        /* its own file, unchanged, is the body of its function */
+        snprintf(head, sizeof(head),
+                 "redis.register_function('%s', function(KEYS, ARGV)\n-- %s.lua -- ", fname,
+                 names[i]);
+        assert_non_null(strstr(text, head));
     }
+    /* the hash is the SHA-1 of the text with its hash part zeroed */
+    char *zeroed = rehash("000000000000");
+    redisReply *r = fk_t_cmd(g_c, "EVAL %s 0 %b", "return redis.sha1hex(ARGV[1])", zeroed, len);
+    free(zeroed);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_true(strncmp(r->str, lib + 5, 12) == 0);
+    freeReplyObject(r);
+
+    /* the server compiles it and registers every function under its name */
+    freeReplyObject(fk_t_cmd(g_c, "FUNCTION FLUSH"));
+    r = fk_t_cmd(g_c, "FUNCTION LOAD %b", text, len);
+    if (r->type != REDIS_REPLY_STRING)
+        fail_msg("FUNCTION LOAD: %s", r->str ? r->str : "?");
+    assert_string_equal(r->str, lib);
+    freeReplyObject(r);
+    assert_string_equal(listed(lib), expected_functions());
+    /* loading it again: "already exists", which the loaders take as success */
+    r = fk_t_cmd(g_c, "FUNCTION LOAD %b", text, len);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_true(fk_scripts_loaded_already(r->str));
+    assert_false(fk_scripts_missing(r->str));
+    freeReplyObject(r);
+    /* the reply to calling a function nobody loaded */
+    r = fk_t_cmd(g_c, "FCALL fk_000000000000_promote 0");
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_true(fk_scripts_missing(r->str));
+    assert_false(fk_scripts_loaded_already(r->str));
+    freeReplyObject(r);
 }
 
 /* The prelude has every state and reason of state.h, as working Lua values. */
 static void t_prelude(void **state) {
     (void)state;
     size_t len;
-    const char *text = fk_script_text(FK_LUA_PROMOTE, &len);
+    const char *text = strstr(fk_script_text(FK_LUA_PROMOTE, &len), "\n-- generated");
+    assert_non_null(text);
+    text++;
     const char *lib = strstr(text, "-- lib.lua");
     assert_non_null(lib);
     size_t plen = (size_t)(lib - text);
@@ -443,34 +542,59 @@ static void t_prelude(void **state) {
     freeReplyObject(r);
 }
 
+/* fk_scripts_load loads the library on an empty server and is harmless
+ * when it is there; another version's library (a rolling upgrade) lives
+ * beside ours, and each version calls its own functions. */
 static void t_load_all(void **state) {
     (void)state;
-    freeReplyObject(fk_t_cmd(g_c, "SCRIPT FLUSH"));
+    const char *lib = fk_scripts_library();
+    freeReplyObject(fk_t_cmd(g_c, "FUNCTION FLUSH"));
+    assert_string_equal(listed(lib), "");
     assert_int_equal(fk_scripts_load(g_r), 0);
     run_until(NULL, NULL, 300);
-    for (int i = 0; i < FK_LUA__COUNT; i++) {
-        redisReply *r = fk_t_cmd(g_c, "SCRIPT EXISTS %s", fk_script_sha(i));
-        assert_int_equal(r->element[0]->integer, 1);
-        freeReplyObject(r);
-    }
+    assert_string_equal(listed(lib), expected_functions());
+    assert_int_equal(fk_scripts_load(g_r), 0); /* "already exists": nothing changes */
+    run_until(NULL, NULL, 100);
+    assert_string_equal(listed(lib), expected_functions());
+
+    char *other = rehash("0123456789ab");
+    redisReply *r = fk_t_cmd(g_c, "FUNCTION LOAD %b", other, strlen(other));
+    free(other);
+    if (r->type != REDIS_REPLY_STRING) fail_msg("FUNCTION LOAD other: %s", r->str);
+    assert_string_equal(r->str, "faka_0123456789ab");
+    freeReplyObject(r);
+    assert_non_null(strstr(listed("faka_0123456789ab"), "fk_0123456789ab_promote"));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.stream);
+    fk_args_ll(&a, 10);
+    assert_string_equal(call(FK_LUA_PROMOTE, 2, &a), "[0,-1]");
+    /* the old version goes once none of its workers runs */
+    r = fk_t_cmd(g_c, "FUNCTION DELETE faka_0123456789ab");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    assert_string_equal(listed(lib), expected_functions());
 }
 
-/* After SCRIPT FLUSH the caller still sees the real result. */
-static void t_noscript(void **state) {
+/* After FUNCTION FLUSH or FUNCTION DELETE the caller still sees the real
+ * result. (FLUSHALL, which every test here starts with, leaves functions.) */
+static void t_function_missing(void **state) {
     (void)state;
     fk_args a;
     fk_args_init(&a);
     fk_args_str(&a, g_k.retry);
     fk_args_str(&a, g_k.stream);
     fk_args_ll(&a, 10);
-    freeReplyObject(fk_t_cmd(g_c, "SCRIPT FLUSH"));
+    assert_string_equal(listed(fk_scripts_library()), expected_functions());
+    freeReplyObject(fk_t_cmd(g_c, "FUNCTION FLUSH"));
+    assert_string_equal(listed(fk_scripts_library()), "");
     assert_string_equal(call(FK_LUA_PROMOTE, 2, &a), "[0,-1]");
-    redisReply *r = fk_t_cmd(g_c, "SCRIPT EXISTS %s", fk_script_sha(FK_LUA_PROMOTE));
-    assert_int_equal(r->element[0]->integer, 1);
-    freeReplyObject(r);
+    assert_string_equal(listed(fk_scripts_library()), expected_functions());
 
-    /* several calls in flight when the cache is flushed: each reloads once */
-    freeReplyObject(fk_t_cmd(g_c, "SCRIPT FLUSH"));
+    /* several calls in flight when the library is deleted: each loads once
+     * (the later loads answer "already exists") and gets its result */
+    freeReplyObject(fk_t_cmd(g_c, "FUNCTION DELETE %s", fk_scripts_library()));
     result res[4];
     memset(res, 0, sizeof(res));
     for (int i = 0; i < 4; i++)
@@ -481,6 +605,7 @@ static void t_noscript(void **state) {
         assert_int_equal(res[i].calls, 1);
         assert_string_equal(res[i].text, "[0,-1]");
     }
+    assert_string_equal(listed(fk_scripts_library()), expected_functions());
     /* a script error is the caller's to see, not retried */
     fk_args b;
     fk_args_init(&b);
@@ -489,7 +614,7 @@ static void t_noscript(void **state) {
     fk_args_str(&b, "not-a-number");
     const char *out = call(FK_LUA_PROMOTE, 2, &b);
     assert_true(strncmp(out, "ERR(", 4) == 0);
-    assert_null(strstr(out, "NOSCRIPT"));
+    assert_null(strstr(out, "Function not found"));
 }
 
 /* ---- fk_args -------------------------------------------------------------------- */
@@ -558,7 +683,7 @@ static void t_args_overflow(void **state) {
     }
 }
 
-/* Binary ARGV goes through EVALSHA unchanged (dead.lua stores `raw`). */
+/* Binary ARGV goes through FCALL unchanged (dead.lua stores `raw`). */
 static void t_args_binary(void **state) {
     (void)state;
     char raw[300];
@@ -1272,7 +1397,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_registry, flush),
         cmocka_unit_test_setup(t_prelude, flush),
         cmocka_unit_test_setup(t_load_all, flush),
-        cmocka_unit_test_setup(t_noscript, flush),
+        cmocka_unit_test_setup(t_function_missing, flush),
         cmocka_unit_test(t_args),
         cmocka_unit_test(t_args_overflow),
         cmocka_unit_test_setup(t_args_binary, flush),
