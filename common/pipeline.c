@@ -616,10 +616,11 @@ static void on_accept(fk_redis *r, redisReply *reply, void *arg) {
 
 static void accept_order(fk_job *j) {
     const fk_ctx *c = j->ctx;
-    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], skey[FK_KEY_MAX], ckey[FK_KEY_MAX], minute[160],
-        moos[256], mrate[256];
+    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], wkey[FK_KEY_MAX], skey[FK_KEY_MAX],
+        ckey[FK_KEY_MAX], minute[160], moos[256], mrate[256];
     fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
     fk_key_idem(c->keys, j->o.idem_key, ikey, sizeof(ikey));
+    fk_key_order(c->keys, j->o.idem_key, wkey, sizeof(wkey));
     fk_key_stock(c->keys, j->o.sku, skey, sizeof(skey));
     fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
     fk_reason_message(FK_R_OUT_OF_STOCK, NULL, moos, sizeof(moos));
@@ -634,12 +635,13 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, c->keys->retry);
     fk_args_str(&a, c->keys->notify);
     fk_args_str(&a, c->keys->active);
+    fk_args_str(&a, wkey); /* the implicit holder of the key (accept.lua) */
     /* the buyer cooldown: refused while the buyer's key says so */
-    int nkeys = 9;
+    int nkeys = 10;
     if (c->cfg->buyer_cool_failures > 0 && j->o.buyer[0]) {
         fk_key_cooldown(c->keys, j->o.buyer, ckey, sizeof(ckey));
         fk_args_str(&a, ckey);
-        nkeys = 10;
+        nkeys = 11;
     }
     fk_reason_message(FK_R_RATE_LIMITED, "{retry_after}", mrate, sizeof(mrate));
     fk_args_str(&a, c->keys->group);

@@ -2,6 +2,10 @@
 -- idempotency key (SET NX EX), the order record and the stock reservation;
 -- with the gateway off ('paid' mode) also delivery and the ack. A crash
 -- never leaves a key without its order or codes without their order.
+-- When the idempotency key is the order's own id (the default), the order
+-- record is the claim and no idem key is written (docs/KEYSPACE.md, "The
+-- implicit idempotency key"): an order with another id and this key finds
+-- the owner through KEYS[10], the record of the order named by the key.
 -- Transitions (checked against state.c by tests/unit/test_state.c):
 --   none -> processing (a new order; a payment stub has no state yet)
 --   processing -> failed/out_of_stock (not enough stock, in the same call)
@@ -11,7 +15,8 @@
 --     idempotency key; the message says when to try again)
 -- KEYS: 1 order hash, 2 idem key, 3 stock list, 4 orders stream, 5 stats,
 --       6 stats minute, 7 retry zset, 8 notify zset, 9 active zset,
---       [10 the buyer's cooldown hash; absent: no buyer or cooldown off]
+--       10 the order hash of the order whose id is the idempotency key,
+--       [11 the buyer's cooldown hash; absent: no buyer or cooldown off]
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 idempotency key, 5 sku, 6 qty,
 --       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge'|
 --       'send' ('charge', and the gateway guard admitted the charge: a new
@@ -19,17 +24,28 @@
 --       12 lease ms, 13 retention s, 14 msg processing, 15 msg completed,
 --       16 msg out of stock, 17 '1' to queue the shop webhook on delivery,
 --       18 order ttl ms (deadline in the active zset), 19 msg rate limited
---       with '{retry_after}' where the seconds go (with KEYS[10] only)
+--       with '{retry_after}' where the seconds go (with KEYS[11] only)
 -- Returns {'dup', owner} | {'conflict', state} | {'completed', codes} |
 --         {'failed', reason[, message]} | fk_take's answers | fk_work's answer
-local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, ckey =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, wkey, ckey =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
 local group, entry, oid = ARGV[1], ARGV[2], ARGV[3]
 local qty = tonumber(ARGV[6])
 local now = fk_now()
+local implicit = ARGV[4] == oid
 
 local owner = redis.call('GET', ikey)
 if owner and owner ~= oid then return {'dup', owner} end
+if not owner and not implicit then
+  -- the order named by the key holds it implicitly if it took it as its
+  -- own (no idem field, or its own id), and is not itself refused for
+  -- another order's key, its input or a cooldown
+  local w = redis.call('HMGET', wkey, 'state', 'idem', 'reason')
+  if w[1] and (not w[2] or w[2] == ARGV[4]) and not FK_NO_CLAIM[w[3]] then
+    return {'dup', ARGV[4]}
+  end
+end
 
 local cur = redis.call('HMGET', okey, 'state', 'sku', 'qty', 'amount', 'currency',
   'pay_status', 'payment_id')
@@ -37,7 +53,7 @@ if cur[1] then
   if cur[2] ~= ARGV[5] or cur[3] ~= ARGV[6] or cur[4] ~= ARGV[7] or cur[5] ~= ARGV[8] then
     return {'conflict', cur[1]}
   end
-  if not owner then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
+  if not owner and not implicit then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
   return fk_take(okey, rkey, stream, group, entry, oid, tonumber(ARGV[12]), now,
     ARGV[11] == 'send')
 end
@@ -58,7 +74,7 @@ if ckey then
   end
 end
 
-if not owner then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
+if not owner and not implicit then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
 fk_count(stats, minute, 'submitted', 1)
 -- The new record is written with one HSET once this call knows how it ends
 -- (the same fields, in the same order, as writing it as processing first).
@@ -67,13 +83,19 @@ fk_count(stats, minute, 'submitted', 1)
 -- (Numbers go to Redis as strings made here: a number argument costs Redis a
 -- %.17g conversion.)
 local snow = string.format('%d', now)
-local rec = {'state', FK_ST.PROCESSING, 'reason', '', 'message', ARGV[14],
+-- (an implicit key is not written: no `idem` field means the order's id)
+-- (a completed record carries no reason, fence or charge: see
+-- docs/KEYSPACE.md, "What a completed record keeps")
+local rec = {'state', FK_ST.PROCESSING, 'message', ARGV[14],
   'attempts', '0', 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7], 'currency', ARGV[8],
-  'buyer', ARGV[9], 'idem', ARGV[4], 'created_at', snow, 'updated_at', snow, 'fence', '1'}
+  'buyer', ARGV[9], 'created_at', snow, 'updated_at', snow}
+if not implicit then rec[#rec + 1], rec[#rec + 2] = 'idem', ARGV[4] end
 local fresh = {'0', false}
 
 if redis.call('LLEN', skey) < qty then
-  rec[2], rec[4], rec[6] = FK_ST.FAILED, FK_R.OUT_OF_STOCK, ARGV[16]
+  rec[2], rec[4] = FK_ST.FAILED, ARGV[16]
+  local n = #rec
+  rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', FK_R.OUT_OF_STOCK, 'fence', '1'
   redis.call('HSET', okey, unpack(rec))
   -- fk_finalize's EXPIRE (or PERSIST) replaces a payment stub's TTL
   fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.OUT_OF_STOCK, now, ARGV[13], fresh)
@@ -83,7 +105,7 @@ end
 local codes = cjson.encode(redis.call('LPOP', skey, ARGV[6]))
 
 if ARGV[11] == 'paid' then
-  rec[2], rec[6] = FK_ST.COMPLETED, ARGV[15]
+  rec[2], rec[4] = FK_ST.COMPLETED, ARGV[15]
   rec[#rec + 1], rec[#rec + 2] = 'codes', codes
   if ARGV[17] == '1' then
     redis.call('ZADD', nkey, snow, oid)
@@ -100,16 +122,18 @@ local charge = (ARGV[11] == 'send' and (cur[6] or '') == '') and 'sent' or 'none
 local n = #rec
 rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'resv', codes, 'charge', charge
 rec[n + 5], rec[n + 6] = 'lease_until', string.format('%d', now + tonumber(ARGV[12]))
-rec[n + 7], rec[n + 8] = 'lease_entry', entry
+rec[n + 7], rec[n + 8], rec[n + 9], rec[n + 10] = 'lease_entry', entry, 'reason', ''
+rec[n + 11], rec[n + 12] = 'fence', '1'
 redis.call('HSET', okey, unpack(rec))
-redis.call('PERSIST', okey) -- a payment that came first left a stub with a TTL
+-- a payment that came first left a stub (pay_status) with a TTL
+if cur[6] then redis.call('PERSIST', okey) end
 redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[18])), oid)
 -- fk_work's answer from what was just written and the stub's fields read
 -- above, without reading the record back (any field this does not know:
 -- read it back after all)
 local known = {state = FK_ST.PROCESSING, fence = '1', charge = charge, attempts = '0',
-  idem = ARGV[4], sku = ARGV[5], qty = ARGV[6], amount = ARGV[7], currency = ARGV[8],
-  buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '', polls = '',
+  idem = implicit and '' or ARGV[4], sku = ARGV[5], qty = ARGV[6], amount = ARGV[7],
+  currency = ARGV[8], buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '', polls = '',
   resv = codes}
 local out = {'work'}
 for i, f in ipairs(FK_WORK_FIELDS) do

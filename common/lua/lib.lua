@@ -91,6 +91,19 @@ local function fk_cool_fail(ckey, oid, reason, now, n, window_s, cool_s)
   redis.call('PEXPIRE', ckey, ttl + 1000)
 end
 
+-- Fields a completed record drops (docs/KEYSPACE.md, "What a completed
+-- record keeps"): the charge can only have been paid, and there is no
+-- reason. Completed is terminal, so the fence guards nothing any more: it is
+-- dropped too while it is 1 (the order was taken once), and kept as the
+-- count of takes otherwise.
+local FK_COMPLETED_DROP = {'reason', 'charge'}
+
+-- Reasons of a failed record that never holds its id as an idempotency key
+-- (accept.lua, the implicit key): it was refused for another order's key,
+-- for its input, or for its buyer's cooldown.
+local FK_NO_CLAIM = {[FK_R.DUPLICATE] = true, [FK_R.IDEMPOTENCY_CONFLICT] = true,
+  [FK_R.INVALID_ORDER] = true, [FK_R.RATE_LIMITED] = true}
+
 -- What a worker needs to carry an order on (see pipeline.c, WORK_*).
 local FK_WORK_FIELDS = {'state', 'fence', 'charge', 'attempts', 'idem', 'sku', 'qty',
   'amount', 'currency', 'buyer', 'pay_status', 'payment_id', 'polls', 'resv'}

@@ -42,9 +42,9 @@ if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
   redis.call('HSET', okey, 'pay_status', status, 'payment_id', pid, 'updated_at', now)
   local out
   if status == 'succeeded' and h[2] then
-    redis.call('HSET', okey, 'state', FK_ST.COMPLETED, 'codes', h[2], 'reason', '',
-      'message', ARGV[8], 'charge', 'paid')
-    redis.call('HDEL', okey, 'resv')
+    redis.call('HSET', okey, 'state', FK_ST.COMPLETED, 'codes', h[2], 'message', ARGV[8])
+    -- what a completed record does not keep (docs/KEYSPACE.md)
+    redis.call('HDEL', okey, 'resv', unpack(FK_COMPLETED_DROP))
     if ARGV[11] == '1' then
       redis.call('ZADD', nkey, now, oid)
       redis.call('HSET', okey, 'notify', 'pending')

@@ -48,8 +48,15 @@ local now = fk_now()
 -- Numbers go to Redis as strings made here (a number argument costs Redis a
 -- %.17g conversion).
 local snow = string.format('%d', now)
-local hs = {'state', to, 'reason', ARGV[6], 'message', ARGV[7], 'updated_at', snow}
+local done = to == FK_ST.COMPLETED
+local hs = {'state', to, 'message', ARGV[7], 'updated_at', snow}
 local hd
+if done then
+  hd = {unpack(FK_COMPLETED_DROP)} -- see lib.lua
+  if h[2] == '1' then hd[#hd + 1] = 'fence' end
+else
+  hs[#hs + 1], hs[#hs + 2] = 'reason', ARGV[6]
+end
 
 local took = false
 if has('S') and not h[3] then
@@ -63,18 +70,20 @@ if has('D') then
   if not h[3] then return {'noresv'} end
   hs[#hs + 1] = 'codes'
   hs[#hs + 1] = h[3]
-  hd = {'resv'}
+  hd = hd or {}
+  hd[#hd + 1] = 'resv'
 elseif has('L') and h[3] then
   local codes = cjson.decode(h[3])
   if #codes > 0 then redis.call('RPUSH', skey, unpack(codes)) end
-  hd = {'resv'}
+  hd = hd or {}
+  hd[#hd + 1] = 'resv'
 elseif took then
   hs[#hs + 1] = 'resv'
   hs[#hs + 1] = h[3]
 end
 if has('F') then h[2] = tostring(redis.call('HINCRBY', okey, 'fence', 1)) end
 
-if ARGV[10] ~= '' then hs[#hs + 1] = 'charge'; hs[#hs + 1] = ARGV[10] end
+if ARGV[10] ~= '' and not done then hs[#hs + 1] = 'charge'; hs[#hs + 1] = ARGV[10] end
 if ARGV[11] ~= '' then hs[#hs + 1] = 'payment_id'; hs[#hs + 1] = ARGV[11] end
 if ARGV[15] ~= '' then hs[#hs + 1] = ARGV[15]; hs[#hs + 1] = ARGV[16] end
 if operator ~= '' then
@@ -100,7 +109,7 @@ else
   hd[#hd + 1] = 'lease_entry'
 end
 -- (a field this call sets is never one it deletes: the extra field is
--- never resv or a lease field)
+-- never resv, a lease field or one a completed record drops)
 if hd then redis.call('HDEL', okey, unpack(hd)) end
 redis.call('HSET', okey, unpack(hs))
 

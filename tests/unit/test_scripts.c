@@ -861,6 +861,10 @@ static void t_transition_deliver(void **state) {
     assert_string_equal(hget("A1", "state"), "'completed'");
     assert_string_equal(hget("A1", "payment_id"), "'pay-1'");
     assert_string_equal(hget("A1", "notify"), "'pending'");
+    /* what a completed record drops: reason, charge; the fence (5) stays */
+    assert_string_equal(hget("A1", "reason"), "nil");
+    assert_string_equal(hget("A1", "charge"), "nil");
+    assert_string_equal(hget("A1", "fence"), "'5'");
     assert_true(strcmp(q("ZSCORE %s A1", g_k.notify), "nil") != 0);
     assert_string_equal(stock(), before_stock);
     free(before_stock);
@@ -881,6 +885,7 @@ static void t_transition_deliver(void **state) {
     tr w = {.oid = "A3", .fence = "1", .from = "processing", .to = "completed", .ops = "D",
             .retention_s = 3600};
     assert_string_equal(transition(&w), "['ok','1']");
+    assert_string_equal(hget("A3", "fence"), "nil"); /* taken once: dropped */
     long long ttl = atoll(q("TTL %s", okey("A3")));
     assert_true(ttl > 3500 && ttl <= 3600);
 }
@@ -1161,8 +1166,9 @@ typedef struct acc {
 } acc;
 
 static const char *accept_(const acc *x) {
-    char ok[FK_KEY_MAX];
+    char ok[FK_KEY_MAX], wk[FK_KEY_MAX];
     fk_key_order(&g_k, x->oid, ok, sizeof(ok));
+    fk_key_order(&g_k, x->idem, wk, sizeof(wk));
     fk_key_idem(&g_k, x->idem, g_ikey, sizeof(g_ikey));
     fk_key_stock(&g_k, x->sku, g_skey, sizeof(g_skey));
     fk_key_stats_minute(&g_k, fk_now_ms(), g_minute, sizeof(g_minute));
@@ -1177,6 +1183,7 @@ static const char *accept_(const acc *x) {
     fk_args_str(&a, g_k.retry);
     fk_args_str(&a, g_k.notify);
     fk_args_str(&a, g_k.active);
+    fk_args_str(&a, wk);
     fk_args_str(&a, GROUP);
     fk_args_str(&a, x->entry);
     fk_args_str(&a, x->oid);
@@ -1195,7 +1202,7 @@ static const char *accept_(const acc *x) {
     fk_args_str(&a, "out of stock message");
     fk_args_str(&a, "0");
     fk_args_ll(&a, ORDER_TTL_MS);
-    return call(FK_LUA_ACCEPT, 9, &a);
+    return call(FK_LUA_ACCEPT, 10, &a);
 }
 
 static void load_stock(const char *sku, int n) {
@@ -1360,23 +1367,23 @@ static void t_accept_send(void **state) {
     acc x = {.entry = id, .oid = "S1", .idem = "S1", .sku = "sku1", .qty = 1, .amount = 700,
              .mode = "send", .lease_ms = 30000};
     assert_string_equal(accept_(&x),
-                        "['work','processing','1','sent','0','S1','sku1','1','700','CNY',"
+                        "['work','processing','1','sent','0','','sku1','1','700','CNY',"
                         "'buyer@example.com','','','','[\"sku1-c1\"]','1']");
     assert_string_equal(hget("S1", "charge"), "'sent'");
     /* taken again after the lease: a charge may exist, no new mark */
     freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1", okey("S1")));
     assert_string_equal(resume_(id, "S1", "send"),
-                        "['work','processing','2','sent','0','S1','sku1','1','700','CNY',"
+                        "['work','processing','2','sent','0','','sku1','1','700','CNY',"
                         "'buyer@example.com','','','','[\"sku1-c1\"]']");
     /* the gateway said no charge exists (absent): marked again */
     freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1 charge absent", okey("S1")));
     assert_string_equal(resume_(id, "S1", "send"),
-                        "['work','processing','3','sent','0','S1','sku1','1','700','CNY',"
+                        "['work','processing','3','sent','0','','sku1','1','700','CNY',"
                         "'buyer@example.com','','','','[\"sku1-c1\"]','1']");
     /* without the guard's admission: nothing written */
     freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1 charge absent", okey("S1")));
     assert_string_equal(resume_(id, "S1", ""),
-                        "['work','processing','4','absent','0','S1','sku1','1','700','CNY',"
+                        "['work','processing','4','absent','0','','sku1','1','700','CNY',"
                         "'buyer@example.com','','','','[\"sku1-c1\"]']");
     /* a payment reported before its order: never charged */
     freeReplyObject(fk_t_cmd(g_c, "HSET %s pay_status succeeded payment_id P9", okey("S2")));
@@ -1385,9 +1392,66 @@ static void t_accept_send(void **state) {
     y.entry = id;
     y.oid = y.idem = "S2";
     assert_string_equal(accept_(&y),
-                        "['work','processing','1','none','0','S2','sku1','1','700','CNY',"
+                        "['work','processing','1','none','0','','sku1','1','700','CNY',"
                         "'buyer@example.com','succeeded','P9','','[\"sku1-c2\"]']");
     assert_string_equal(hget("S2", "charge"), "'none'");
+}
+
+/* The implicit idempotency key: an order whose key is its own id writes no
+ * idem key and no idem field; the record is the claim, found by an order
+ * with another id and that key. An explicit key still wins when it came
+ * first; a record refused for another order's key, a payment stub, or a
+ * record whose key was another never hold an id implicitly. */
+static void t_accept_implicit_key(void **state) {
+    (void)state;
+    load_stock("sku1", 10);
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc x = {.entry = id, .oid = "X1", .idem = "X1", .sku = "sku1", .qty = 1, .amount = 500,
+             .mode = "paid"};
+    assert_string_equal(accept_(&x), "['completed','[\"sku1-c1\"]']");
+    assert_string_equal(q("EXISTS %s:idem:X1", PREFIX), "0");
+    assert_string_equal(hget("X1", "idem"), "nil");
+    assert_string_equal(hget("X1", "reason"), "nil"); /* completed: no reason, */
+    assert_string_equal(hget("X1", "fence"), "nil");  /* taken once: no fence */
+    /* another id with X1 as its key: X1 holds it, nothing is created */
+    pending_entry(id, sizeof(id), "order", "{}");
+    char *before = snapshot();
+    acc y = x;
+    y.entry = id;
+    y.oid = "Y1";
+    assert_string_equal(accept_(&y), "['dup','X1']");
+    assert_unchanged(before);
+    /* an explicit key taken first names its owner to the order of that id */
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc e = {.entry = id, .oid = "Y2", .idem = "X2", .sku = "sku1", .qty = 1, .amount = 500,
+             .mode = "paid"};
+    assert_string_equal(accept_(&e), "['completed','[\"sku1-c2\"]']");
+    assert_string_equal(q("GET %s:idem:X2", PREFIX), "'Y2'");
+    assert_string_equal(hget("Y2", "idem"), "'X2'");
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc f = {.entry = id, .oid = "X2", .idem = "X2", .sku = "sku1", .qty = 1, .amount = 500,
+             .mode = "paid"};
+    assert_string_equal(accept_(&f), "['dup','Y2']");
+    /* Y2's record names X2 as its key: Y2 holds no "Y2" */
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc g = {.entry = id, .oid = "Z2", .idem = "Y2", .sku = "sku1", .qty = 1, .amount = 500,
+             .mode = "paid"};
+    assert_string_equal(accept_(&g), "['completed','[\"sku1-c3\"]']");
+    /* a record refused as a duplicate, and a payment stub, hold nothing */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state failed reason duplicate", okey("X3")));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s pay_status succeeded", okey("X4")));
+    for (int k = 3; k <= 4; k++) {
+        char oid[8], key[8];
+        snprintf(oid, sizeof(oid), "Y%d", k);
+        snprintf(key, sizeof(key), "X%d", k);
+        pending_entry(id, sizeof(id), "order", "{}");
+        acc h = {.entry = id, .oid = oid, .idem = key, .sku = "sku1", .qty = 1, .amount = 500,
+                 .mode = "paid"};
+        assert_string_equal(accept_(&h), k == 3 ? "['completed','[\"sku1-c4\"]']"
+                                                : "['completed','[\"sku1-c5\"]']");
+    }
+    assert_int_equal(pending_count(), 2); /* Y1, X2: duplicate.lua settles them */
 }
 
 int main(int argc, char **argv) {
@@ -1414,6 +1478,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_accept_dup_conflict, flush),
         cmocka_unit_test_setup(t_accept_charge, flush),
         cmocka_unit_test_setup(t_accept_send, flush),
+        cmocka_unit_test_setup(t_accept_implicit_key, flush),
         cmocka_unit_test_setup(t_reclaim_poison_requeues, flush),
     };
     return cmocka_run_group_tests_name("scripts", tests, group_setup, group_teardown);
