@@ -433,6 +433,8 @@ int main(int argc, char **argv) {
 
     /* 6. read back every record */
     long long *lat = calloc((size_t)orders, sizeof(long long));
+    long long *fin = calloc((size_t)orders, sizeof(long long)); /* final, ms after t0 */
+    if (!lat || !fin) die(2, "out of memory");
     char **codes = NULL;
     size_t ncodes = 0, capcodes = 0;
     long completed = 0, failed = 0, other = 0, nlat = 0;
@@ -449,6 +451,7 @@ int main(int argc, char **argv) {
             else if (strcmp(st, "failed") == 0) failed++;
             else other++;
             if ((strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0) && up) {
+                fin[nlat] = up - t0;
                 lat[nlat++] = up - sub_ms[first + i];
                 if (up > last_final) last_final = up;
             }
@@ -471,6 +474,7 @@ int main(int argc, char **argv) {
         }
     }
     qsort(lat, (size_t)nlat, sizeof(*lat), cmp_ll);
+    qsort(fin, (size_t)nlat, sizeof(*fin), cmp_ll);
     qsort(codes, ncodes, sizeof(*codes), cmp_str);
     long twice = 0;
     for (size_t i = 1; i < ncodes; i++)
@@ -495,10 +499,12 @@ int main(int argc, char **argv) {
            "\"redis_mem_per_job_untrimmed_bytes\":%lld,\"stream_entries_trimmed\":%lld,"
            "\"memory_usage_order_bytes\":%lld,\"memory_usage_idem_bytes\":%lld,"
            "\"memory_usage_stream_after_trim_bytes\":%lld,\"order_encoding\":\"%s\","
-           "\"order_fields\":%lld,\"timed_out\":%s,\"redis_version\":\"%s\",\"redis_cmds_top\":{",
+           "\"order_fields\":%lld,\"final_at_ms\":{\"p50\":%lld,\"p90\":%lld,\"p99\":%lld},"
+           "\"timed_out\":%s,\"redis_version\":\"%s\",\"redis_cmds_top\":{",
            wcpu, rss_max, other, retries, ncodes, twice, nlat ? lat[nlat - 1] : -1,
            t_submitted - t0, t_done - end, polls, (mem_untrimmed - before.mem) / orders, trimmed,
-           mu_order, mu_idem, mu_stream, enc, nfields, timed_out ? "true" : "false",
+           mu_order, mu_idem, mu_stream, enc, nfields, pct(fin, nlat, 50), pct(fin, nlat, 90),
+           pct(fin, nlat, 99), timed_out ? "true" : "false",
            redis_version);
     /* per-command deltas, largest first (top 16) */
     int used[256] = {0};
@@ -521,6 +527,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < ncodes; i++) free(codes[i]);
     free(codes);
     free(lat);
+    free(fin);
     free(sub_ms);
     redisFree(rc);
     return timed_out ? 3 : 0;
