@@ -454,7 +454,12 @@ static void after_transition(fk_job *j, redisReply *reply, fk_state to) {
             fail(j, FK_R_PAYMENT_DECLINED, "the gateway declined the payment", "declined");
         return;
     }
-    if (fk_state_is_final(to))
+    /* completed is the normal end: debug, as in on_accept (one line per
+     * order would be a write(2) per order); every other end is worth an
+     * operator's eye */
+    if (to == FK_ST_COMPLETED)
+        fk_debug("order.final", oid(j), "%s", fk_state_name(to));
+    else if (fk_state_is_final(to))
         fk_info("order.final", oid(j), "%s", fk_state_name(to));
     finish(j, FK_JOB_SETTLED);
 }
