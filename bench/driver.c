@@ -81,7 +81,8 @@ static int qty_of(long n) { return n % 3 == 0 ? 2 : 1; }
 typedef struct snap {
     long long calls;
     double cpu;
-    long long mem;
+    long long mem;     /* used_memory minus the clients' buffers (see take_snap) */
+    long long clients; /* mem_clients_normal */
     int ncmd;
     char name[256][40];
     long long n[256];
@@ -125,8 +126,14 @@ static void take_snap(snap *s) {
     s->cpu = (info_field(r->str, "used_cpu_sys", v, sizeof(v)) ? atof(v) : 0) +
              (info_field(r->str, "used_cpu_user", v, sizeof(v)) ? atof(v) : 0);
     freeReplyObject(r);
+    /* The data's memory: used_memory without the connections' query and
+     * reply buffers, which depend on what a client happened to send or read
+     * last (the driver pipelines 1000 commands at a time) and are shrunk
+     * lazily: they moved the per-order figure by +-25 B between runs. */
     r = cmd("INFO memory");
     s->mem = info_field(r->str, "used_memory", v, sizeof(v)) ? atoll(v) : 0;
+    s->clients = info_field(r->str, "mem_clients_normal", v, sizeof(v)) ? atoll(v) : 0;
+    s->mem -= s->clients;
     freeReplyObject(r);
 }
 
@@ -136,9 +143,11 @@ static long long snap_get(const snap *s, const char *name) {
     return 0;
 }
 
-static long long used_memory(void) {
+/* used_memory without the clients' buffers; *clients gets those. */
+static long long used_memory(long long *clients) {
     snap s;
     take_snap(&s);
+    if (clients) *clients = s.clients;
     return s.mem;
 }
 
@@ -387,7 +396,7 @@ int main(int argc, char **argv) {
     /* 5. memory: as left, then with the acknowledged part of the stream
      *    trimmed (MINID = one past the group's last delivered id, when
      *    nothing is pending: what the reaper trims) */
-    long long mem_untrimmed = used_memory();
+    long long mem_untrimmed = used_memory(NULL);
     long long trimmed = 0;
     r = cmd("XPENDING %s workers", stream);
     long long npending = r->element[0]->integer;
@@ -408,7 +417,8 @@ int main(int argc, char **argv) {
     r = cmd("XTRIM %s MINID = %s", stream, minid);
     trimmed = r->integer;
     freeReplyObject(r);
-    long long mem_trimmed = used_memory();
+    long long clients_after = 0;
+    long long mem_trimmed = used_memory(&clients_after);
     long long mu_order = 0, mu_idem = 0, mu_stream = 0;
     snprintf(key, sizeof(key), "%s:order:B1", prefix);
     r = cmd("MEMORY USAGE %s SAMPLES 0", key);
@@ -499,11 +509,12 @@ int main(int argc, char **argv) {
            "\"redis_mem_per_job_untrimmed_bytes\":%lld,\"stream_entries_trimmed\":%lld,"
            "\"memory_usage_order_bytes\":%lld,\"memory_usage_idem_bytes\":%lld,"
            "\"memory_usage_stream_after_trim_bytes\":%lld,\"order_encoding\":\"%s\","
-           "\"order_fields\":%lld,\"final_at_ms\":{\"p50\":%lld,\"p90\":%lld,\"p99\":%lld},"
+           "\"order_fields\":%lld,\"redis_mem_clients_delta_bytes\":%lld,\"final_at_ms\":{\"p50\":%lld,\"p90\":%lld,\"p99\":%lld},"
            "\"timed_out\":%s,\"redis_version\":\"%s\",\"redis_cmds_top\":{",
            wcpu, rss_max, other, retries, ncodes, twice, nlat ? lat[nlat - 1] : -1,
            t_submitted - t0, t_done - end, polls, (mem_untrimmed - before.mem) / orders, trimmed,
-           mu_order, mu_idem, mu_stream, enc, nfields, pct(fin, nlat, 50), pct(fin, nlat, 90),
+           mu_order, mu_idem, mu_stream, enc, nfields, clients_after - before.clients,
+           pct(fin, nlat, 50), pct(fin, nlat, 90),
            pct(fin, nlat, 99), timed_out ? "true" : "false",
            redis_version);
     /* per-command deltas, largest first (top 16) */
