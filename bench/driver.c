@@ -129,7 +129,7 @@ static void take_snap(snap *s) {
     /* The data's memory: used_memory without the connections' query and
      * reply buffers, which depend on what a client happened to send or read
      * last (the driver pipelines 1000 commands at a time) and are shrunk
-     * lazily: they moved the per-order figure by +-25 B between runs. */
+     * lazily; they are not the orders' memory. */
     r = cmd("INFO memory");
     s->mem = info_field(r->str, "used_memory", v, sizeof(v)) ? atoll(v) : 0;
     s->clients = info_field(r->str, "mem_clients_normal", v, sizeof(v)) ? atoll(v) : 0;
