@@ -157,7 +157,8 @@ static int order_state_is(redisContext *c, const char *id, const char *st) {
 }
 
 /* Duplicate clicks: same key other id -> duplicate; same key other items
- * -> idempotency_conflict; the same order twice -> delivered once; an
+ * -> idempotency_conflict; another id naming an order's own id as its key
+ * -> duplicate of that order; the same order twice -> delivered once; an
  * existing id with other items is dead-lettered and the order untouched;
  * not enough stock -> out_of_stock, nothing reserved. */
 static void test_idempotency(void **state) {
@@ -207,6 +208,27 @@ static void test_idempotency(void **state) {
     assert_int_equal(fk_t_int(c, "LLEN %s:stock:psn-50", P), 5);
     assert_int_equal(fk_t_stat(c, P, "completed"), 1);
     assert_int_equal(fk_t_int(c, "XLEN %s:dead", P), 1);
+
+    /* the implicit key: D7 sends none (its id is its key; no idem key is
+     * written), D8 names D7 as its key afterwards: a duplicate of D7 */
+    freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"D7\",\"sku\":\"wow-60d\",\"qty\":1,"
+                             "\"amount\":100}"));
+    waitarg w7 = {c, 5, NULL};
+    assert_true(fk_t_until(all_final, &w7, 20000));
+    assert_true(order_state_is(c, "D7", "completed"));
+    assert_int_equal(fk_t_int(c, "EXISTS %s:idem:D7", P), 0);
+    freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"D8\",\"idempotency_key\":\"D7\","
+                             "\"sku\":\"wow-60d\",\"qty\":1,\"amount\":100}"));
+    waitarg w8 = {c, 6, NULL};
+    assert_true(fk_t_until(all_final, &w8, 20000));
+    x = fk_t_cmd(c, "HMGET %s:order:D8 state reason duplicate_of", P);
+    assert_string_equal(x->element[0]->str, "failed");
+    assert_string_equal(x->element[1]->str, "duplicate");
+    assert_string_equal(x->element[2]->str, "D7");
+    freeReplyObject(x);
+    assert_int_equal(fk_t_int(c, "LLEN %s:stock:wow-60d", P), 2); /* D7's one code only */
     stop_worker(w);
     redisFree(c);
     fk_t_redis_stop(&r);
