@@ -404,6 +404,17 @@ static void make_client(int max_concurrent, long total_ms) {
     assert_int_equal(fk_http_init(&H, &loop, &o), 0);
 }
 
+/* After a test closed H itself: wait for its done callback, then give
+ * teardown a fresh client to close (it asserts done runs exactly once). */
+static void reopen_after_close(void) {
+    run_until(&http_done_calls, 1, 5000);
+    H = NULL;
+    http_done_calls = 0;
+    fk_http_options o;
+    fk_http_options_default(&o);
+    assert_int_equal(fk_http_init(&H, &loop, &o), 0);
+}
+
 static int setup(void **state) {
     (void)state;
     assert_int_equal(uv_loop_init(&loop), 0);
@@ -597,12 +608,7 @@ static void test_handle_reuse(void **state) {
     assert_int_equal(late.err, FK_ECLOSED);
     assert_int_equal(late.maybe_sent, 0);
     assert_int_equal(late.status, 0);
-    run_until(&http_done_calls, 1, 5000);
-    H = NULL;
-    http_done_calls = 0;
-    fk_http_options o;
-    fk_http_options_default(&o);
-    assert_int_equal(fk_http_init(&H, &loop, &o), 0);
+    reopen_after_close();
 }
 
 static void test_connect_refused(void **state) {
@@ -814,12 +820,7 @@ static void test_close_from_callback(void **state) {
         assert_int_equal(request("GET", "/hang", NULL, &close_others[i]), 0);
     run_until(&c.closed, 1, 5000);
     assert_int_equal(c.g.err, 0);
-    run_until(&http_done_calls, 1, 5000);
-    H = NULL;
-    http_done_calls = 0;
-    fk_http_options o;
-    fk_http_options_default(&o);
-    assert_int_equal(fk_http_init(&H, &loop, &o), 0);
+    reopen_after_close();
 }
 
 static void test_refused_requests(void **state) {
