@@ -133,8 +133,8 @@ redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[18])), oid)
 -- read it back after all)
 local known = {state = FK_ST.PROCESSING, fence = '1', charge = charge, attempts = '0',
   idem = implicit and '' or ARGV[4], sku = ARGV[5], qty = ARGV[6], amount = ARGV[7],
-  currency = ARGV[8], buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '', polls = '',
-  resv = codes}
+  currency = ARGV[8], buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '',
+  polls = '', resv = codes}
 local out = {'work'}
 for i, f in ipairs(FK_WORK_FIELDS) do
   if known[f] == nil then return fk_work(okey) end
