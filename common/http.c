@@ -824,7 +824,10 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
         return FK_ENOMEM;
     }
     CURLMcode mc = CURLM_OK;
-#define MSET(opt, val) do { if (mc == CURLM_OK) mc = curl_multi_setopt(h->multi, opt, val); } while (0)
+#define MSET(opt, val)                                                                     \
+    do {                                                                                   \
+        if (mc == CURLM_OK) mc = curl_multi_setopt(h->multi, opt, val);                    \
+    } while (0)
     MSET(CURLMOPT_SOCKETFUNCTION, curl_sock_cb);
     MSET(CURLMOPT_SOCKETDATA, (void *)h);
     MSET(CURLMOPT_TIMERFUNCTION, curl_timer_cb);
