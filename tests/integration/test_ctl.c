@@ -544,6 +544,14 @@ static void t_review(void **state) {
     assert_non_null(strstr(r.out, "3 orders waiting for review"));
     run_free(&r);
 
+    /* fakactl on its own after FUNCTION FLUSH (no worker to load faka's
+     * library first): it loads the library itself and repeats the call */
+    stop_worker(w);
+    freeReplyObject(fk_t_cmd(g_c, "FUNCTION FLUSH"));
+    redisReply *fl = fk_t_cmd(g_c, "FUNCTION LIST");
+    assert_int_equal((int)fl->elements, 0);
+    freeReplyObject(fl);
+
     /* completed: no reservation and no stock -> refused, nothing changes */
     r = ctl((const char *const[]){"review", "resolve", "V1", "--as", "completed", NULL});
     assert_int_equal(r.status, 1);
@@ -566,6 +574,10 @@ static void t_review(void **state) {
     char *msg = hget("V2", "message");
     assert_non_null(strstr(msg, "refunded"));
     free(msg);
+    fl = fk_t_cmd(g_c, "FUNCTION LIST");
+    assert_int_equal((int)fl->elements, 1); /* loaded by fakactl */
+    freeReplyObject(fl);
+    w = start_worker("w1");
     /* processing: reserved again and re-queued; the worker sees the
      * succeeded payment and delivers */
     EXPECT(0, NULL, "review", "resolve", "V3", "--as", "processing");
