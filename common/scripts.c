@@ -22,9 +22,15 @@ struct fk_lua_source {
 extern const struct fk_lua_source fk_lua_sources[];
 
 static const char *const script_names[FK_LUA__COUNT] = {
-#define FK_LUA_NAME(sym, name) [sym] = name,
+#define FK_LUA_NAME(sym, name, flags) [sym] = name,
     FK_SCRIPT_LIST(FK_LUA_NAME)
 #undef FK_LUA_NAME
+};
+
+static const char *const script_flags[FK_LUA__COUNT] = {
+#define FK_LUA_FLAGS(sym, name, flags) [sym] = flags,
+    FK_SCRIPT_LIST(FK_LUA_FLAGS)
+#undef FK_LUA_FLAGS
 };
 
 /* The hash part of the names: 12 hex digits (48 bits) tell versions apart
@@ -126,10 +132,12 @@ static void put_library(buf *b, const char *h, const struct fk_lua_source *lib,
     put_prelude(b);
     put_mem(b, lib->text, lib->len);
     for (int i = 0; i < FK_LUA__COUNT; i++) {
-        put_fmt(b, "\nredis.register_function('fk_%s_%s', function(KEYS, ARGV)\n", h,
-                script_names[i]);
+        put_fmt(b,
+                "\nredis.register_function{function_name='fk_%s_%s', flags={%s},\n"
+                "callback=function(KEYS, ARGV)\n",
+                h, script_names[i], script_flags[i]);
         put_mem(b, src[i]->text, src[i]->len);
-        put_str(b, "\nend)\n");
+        put_str(b, "\nend}\n");
     }
 }
 

@@ -30,26 +30,30 @@
 
 #include "redis.h"
 
+/* X(symbol, name, flags): flags are Redis Functions flags, as Lua table
+ * items. trim_stream only reads and deletes, so it may run when Redis is at
+ * maxmemory (allow-oom), where it is what frees memory; every other script
+ * writes and is refused then, before it starts. */
 #define FK_SCRIPT_LIST(X)                                                    \
-    X(FK_LUA_ACCEPT, "accept")                                               \
-    X(FK_LUA_RESUME, "resume")                                               \
-    X(FK_LUA_TRANSITION, "transition")                                       \
-    X(FK_LUA_DUPLICATE, "duplicate")                                         \
-    X(FK_LUA_DEAD, "dead")                                                   \
-    X(FK_LUA_PROMOTE, "promote")                                             \
-    X(FK_LUA_RECLAIM, "reclaim")                                             \
-    X(FK_LUA_PAYMENT, "payment")                                             \
-    X(FK_LUA_NOTIFY_CLAIM, "notify_claim")                                   \
-    X(FK_LUA_NOTIFY_DONE, "notify_done")                                     \
-    X(FK_LUA_GUARD_CHECK, "guard_check")                                     \
-    X(FK_LUA_GUARD_REPORT, "guard_report")                                   \
-    X(FK_LUA_SETTLE_DUE, "settle_due")                                       \
-    X(FK_LUA_SETTLE_TAKE, "settle_take")                                     \
-    X(FK_LUA_SWEEP_CONSUMERS, "sweep_consumers")                             \
-    X(FK_LUA_TRIM_STREAM, "trim_stream")
+    X(FK_LUA_ACCEPT, "accept", "")                                           \
+    X(FK_LUA_RESUME, "resume", "")                                           \
+    X(FK_LUA_TRANSITION, "transition", "")                                   \
+    X(FK_LUA_DUPLICATE, "duplicate", "")                                     \
+    X(FK_LUA_DEAD, "dead", "")                                               \
+    X(FK_LUA_PROMOTE, "promote", "")                                         \
+    X(FK_LUA_RECLAIM, "reclaim", "")                                         \
+    X(FK_LUA_PAYMENT, "payment", "")                                         \
+    X(FK_LUA_NOTIFY_CLAIM, "notify_claim", "")                               \
+    X(FK_LUA_NOTIFY_DONE, "notify_done", "")                                 \
+    X(FK_LUA_GUARD_CHECK, "guard_check", "")                                 \
+    X(FK_LUA_GUARD_REPORT, "guard_report", "")                               \
+    X(FK_LUA_SETTLE_DUE, "settle_due", "")                                   \
+    X(FK_LUA_SETTLE_TAKE, "settle_take", "")                                 \
+    X(FK_LUA_SWEEP_CONSUMERS, "sweep_consumers", "")                         \
+    X(FK_LUA_TRIM_STREAM, "trim_stream", "'allow-oom'")
 
 enum fk_script_id {
-#define FK_LUA_ENUM(sym, name) sym,
+#define FK_LUA_ENUM(sym, name, flags) sym,
     FK_SCRIPT_LIST(FK_LUA_ENUM)
 #undef FK_LUA_ENUM
     FK_LUA__COUNT

@@ -430,9 +430,14 @@ static char *rehash(const char *with) {
 static void t_registry(void **state) {
     (void)state;
     const char *names[] = {
-#define NAME(sym, name) name,
+#define NAME(sym, name, flags) name,
         FK_SCRIPT_LIST(NAME)
 #undef NAME
+    };
+    const char *flags[] = {
+#define FLAGS(sym, name, flags) flags,
+        FK_SCRIPT_LIST(FLAGS)
+#undef FLAGS
     };
     assert_int_equal(sizeof(names) / sizeof(names[0]), FK_LUA__COUNT);
     const char *lib = fk_scripts_library();
@@ -459,8 +464,9 @@ static void t_registry(void **state) {
         for (int j = 0; j < i; j++) assert_string_not_equal(fk_script_sha(i), fk_script_sha(j));
         /* its own file, unchanged, is the body of its function */
         snprintf(head, sizeof(head),
-                 "redis.register_function('%s', function(KEYS, ARGV)\n-- %s.lua -- ", fname,
-                 names[i]);
+                 "redis.register_function{function_name='%s', flags={%s},\n"
+                 "callback=function(KEYS, ARGV)\n-- %s.lua -- ",
+                 fname, flags[i], names[i]);
         assert_non_null(strstr(text, head));
     }
     /* the hash is the SHA-1 of the text with its hash part zeroed */
@@ -1454,6 +1460,34 @@ static void t_accept_implicit_key(void **state) {
     assert_int_equal(pending_count(), 2); /* Y1, X2: duplicate.lua settles them */
 }
 
+/* At maxmemory (noeviction) Redis refuses every writing function before it
+ * starts, except trim_stream (flag allow-oom): it only reads and deletes,
+ * and is what frees the memory of acknowledged entries. */
+static void t_trim_under_oom(void **state) {
+    (void)state;
+    char id[64];
+    for (int i = 0; i < 3; i++) {
+        pending_entry(id, sizeof(id), "order", "{}");
+        freeReplyObject(fk_t_cmd(g_c, "XACK %s %s %s", g_k.stream, GROUP, id));
+    }
+    freeReplyObject(fk_t_cmd(g_c, "CONFIG SET maxmemory 1"));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.stream);
+    char trim[256], other[256], want[128];
+    snprintf(trim, sizeof(trim), "%s", call(FK_LUA_TRIM_STREAM, 1, &a));
+    /* any other script: refused before it runs */
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, g_k.stream);
+    snprintf(other, sizeof(other), "%s", call(FK_LUA_PROMOTE, 2, &a));
+    freeReplyObject(fk_t_cmd(g_c, "CONFIG SET maxmemory 0")); /* before any assert */
+    snprintf(want, sizeof(want), "['trimmed',2,'%s']", id); /* the last delivered stays */
+    assert_string_equal(trim, want);
+    assert_non_null(strstr(other, "OOM"));
+    assert_int_equal(atoll(q("XLEN %s", g_k.stream)), 1);
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 3 && strcmp(argv[1], "--args-overflow") == 0) return args_overflow_child(argv[2]);
@@ -1479,6 +1513,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_accept_charge, flush),
         cmocka_unit_test_setup(t_accept_send, flush),
         cmocka_unit_test_setup(t_accept_implicit_key, flush),
+        cmocka_unit_test_setup(t_trim_under_oom, flush),
         cmocka_unit_test_setup(t_reclaim_poison_requeues, flush),
     };
     return cmocka_run_group_tests_name("scripts", tests, group_setup, group_teardown);
