@@ -104,9 +104,6 @@ struct http_sock {
     curl_socket_t fd;
     int owned;                  /* opened through on_open_socket: lives until
                                    on_close_socket */
-    int events;                 /* what the poll handle watches (0: stopped) */
-    int idle;                   /* curl does not watch it: its connection waits
-                                   in curl's pool */
 };
 
 typedef struct req_list {
@@ -601,14 +598,6 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
     fk_http *h = s->h;
     if (h->closing)
         return;
-    if (s->idle) {
-        /* A pooled connection turned readable or failed: the server closed
-         * it (or talks out of turn). Stop watching; curl checks the
-         * connection before it reuses it, and closes it then. */
-        uv_poll_stop(&s->poll);
-        s->events = 0;
-        return;
-    }
     int flags = 0;
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
@@ -645,32 +634,20 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
     return 0;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget one socket. On REMOVE
- * a socket of ours keeps being watched for readability while its keep-alive
- * connection waits in curl's pool (on_poll stops it if the server closes
- * it; on_close_socket closes the handle): libuv turns every uv_poll_start,
- * even of the same events, into epoll_ctl calls, and curl removes and adds
- * a connection's socket around every transfer. Any other socket is closed,
- * curl closes it right after. */
+/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget one socket. A socket of
+ * ours is only stopped on REMOVE (its keep-alive connection goes back to
+ * curl's pool; on_close_socket closes the handle); any other socket is
+ * closed, curl closes it right after. */
 static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
                         void *socketp) {
     fk_http *h = userp;
     http_sock *s = sock_find(h, fd);
 
     if (what == CURL_POLL_REMOVE) {
-        if (s && s->owned) {
-            s->idle = 1;
-            if (s->events & UV_WRITABLE) {
-                if (uv_poll_start(&s->poll, UV_READABLE, on_poll) == 0) {
-                    s->events = UV_READABLE;
-                } else {
-                    uv_poll_stop(&s->poll);
-                    s->events = 0;
-                }
-            }
-        } else if (s) {
+        if (s && s->owned)
+            uv_poll_stop(&s->poll);
+        else if (s)
             sock_close(h, s);
-        }
         return 0;
     }
     if (h->closing)
@@ -682,12 +659,8 @@ static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
         events |= UV_READABLE;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
         events |= UV_WRITABLE;
-    s->idle = 0;
-    if (events != s->events) {
-        if (uv_poll_start(&s->poll, events, on_poll) != 0)
-            return -1;
-        s->events = events;
-    }
+    if (uv_poll_start(&s->poll, events, on_poll) != 0)
+        return -1;
     return 0;
 }
 
