@@ -178,18 +178,8 @@ redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_arg
     const char *argv[FK_ARGS_MAX + 3];
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "FCALL";
-    lens[0] = 5;
-    argv[1] = fk_script_sha(id);
-    lens[1] = strlen(argv[1]);
-    argv[2] = nk;
-    lens[2] = strlen(nk);
-    for (int i = 0; i < a->n; i++) {
-        argv[i + 3] = a->v[i];
-        lens[i + 3] = a->len[i];
-    }
-    redisReply *r = fk_ctl_cmdv(ctl, err, a->n + 3, argv, lens);
+    int argc = fk_script_argv(id, nkeys, a, nk, argv, lens);
+    redisReply *r = fk_ctl_cmdv(ctl, err, argc, argv, lens);
     if (*err == FK_EREDIS && fk_scripts_missing(ctl->err)) {
         /* fakactl may be the first faka client of this server (or someone
          * ran FUNCTION FLUSH): load the library, then call once more. */
@@ -200,7 +190,7 @@ redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_arg
         redisReply *l = fk_ctl_cmdv(ctl, err, 3, lv, ll);
         if (!l && !(*err == FK_EREDIS && fk_scripts_loaded_already(ctl->err))) return NULL;
         freeReplyObject(l);
-        r = fk_ctl_cmdv(ctl, err, a->n + 3, argv, lens);
+        r = fk_ctl_cmdv(ctl, err, argc, argv, lens);
     }
     return r;
 }

@@ -276,12 +276,9 @@ static void on_call(fk_redis *r, redisReply *reply, void *arg) {
     free(c);
 }
 
-int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_reply_cb cb,
-                   void *arg) {
-    const char *argv[FK_ARGS_MAX + 3];
-    size_t lens[FK_ARGS_MAX + 3];
-    char nk[16];
-    snprintf(nk, sizeof(nk), "%d", nkeys);
+int fk_script_argv(int id, int nkeys, const fk_args *a, char *nk, const char **argv,
+                   size_t *lens) {
+    snprintf(nk, 16, "%d", nkeys);
     argv[0] = "FCALL";
     lens[0] = 5;
     argv[1] = fnames[id];
@@ -292,9 +289,18 @@ int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_re
         argv[i + 3] = a->v[i];
         lens[i + 3] = a->len[i];
     }
+    return a->n + 3;
+}
+
+int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_reply_cb cb,
+                   void *arg) {
+    const char *argv[FK_ARGS_MAX + 3];
+    size_t lens[FK_ARGS_MAX + 3];
+    char nk[16];
+    int argc = fk_script_argv(id, nkeys, a, nk, argv, lens);
     call *c = calloc(1, sizeof(*c));
     if (!c) return FK_ENOMEM;
-    int len = redisFormatCommandArgv(&c->cmd, a->n + 3, argv, lens);
+    int len = redisFormatCommandArgv(&c->cmd, argc, argv, lens);
     if (len < 0) {
         free(c);
         return FK_ENOMEM;

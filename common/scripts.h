@@ -116,6 +116,13 @@ void fk_args_ll(fk_args *a, long long v);
  * the call re-sent once (replies on one connection come in order, so the
  * load lands first), so cb sees the real result. Same callback contract as
  * fk_redis_command(). */
+/* The FCALL command for script id as an argument vector: "FCALL", the
+ * function's name, nkeys (formatted into nk, size >= 16), then a's
+ * strings. argv and lens need room for a->n + 3 entries; returns the count.
+ * Shared by fk_script_call, fakactl's synchronous calls and the tests. */
+int fk_script_argv(int id, int nkeys, const fk_args *a, char *nk, const char **argv,
+                   size_t *lens);
+
 int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_reply_cb cb,
                    void *arg);
 

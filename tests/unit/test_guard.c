@@ -48,18 +48,8 @@ static redisReply *eval(int id, int nkeys, const fk_args *a) {
     const char *argv[FK_ARGS_MAX + 3];
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
-    snprintf(nk, sizeof(nk), "%d", nkeys);
-    argv[0] = "FCALL";
-    lens[0] = 5;
-    argv[1] = fk_script_sha(id);
-    lens[1] = strlen(argv[1]);
-    argv[2] = nk;
-    lens[2] = strlen(nk);
-    for (int i = 0; i < a->n; i++) {
-        argv[i + 3] = a->v[i];
-        lens[i + 3] = a->len[i];
-    }
-    redisReply *r = redisCommandArgv(g_c, a->n + 3, argv, lens);
+    int argc = fk_script_argv(id, nkeys, a, nk, argv, lens);
+    redisReply *r = redisCommandArgv(g_c, argc, argv, lens);
     if (!r) fk_t_fail("FCALL: connection error");
     if (r->type == REDIS_REPLY_ERROR) fk_t_fail("FCALL %s: %s", fk_script_name(id), r->str);
     return r;
