@@ -501,6 +501,23 @@ static void run_work(fk_job *j) {
     finish(j, FK_JOB_LEFT);
 }
 
+/* Give the job its order's long strings, copied into one allocation (any
+ * earlier one is freed). Returns 0 or FK_ENOMEM (the job keeps the old ones). */
+static int set_strings(fk_job *j, const char *idem, const char *sku, const char *buyer) {
+    size_t li = strlen(idem), ls = strlen(sku), lb = strlen(buyer);
+    char *p = malloc(li + ls + lb + 3);
+    if (!p) return FK_ENOMEM;
+    memcpy(p, idem, li + 1);
+    memcpy(p + li + 1, sku, ls + 1);
+    memcpy(p + li + ls + 2, buyer, lb + 1);
+    free(j->o.strs);
+    j->o.strs = p;
+    j->o.idem_key = p;
+    j->o.sku = p + li + 1;
+    j->o.buyer = p + li + ls + 2;
+    return 0;
+}
+
 /* Parse fk_work's reply: {'work', state, fence, charge, attempts, idem, sku,
  * qty, amount, currency, buyer, pay_status, payment_id, polls, resv
  * [, '1' when this call recorded charge=sent]}. */
@@ -510,25 +527,26 @@ static int load_work(fk_job *j, const redisReply *r) {
     snprintf(j->fence, sizeof(j->fence), "%s", elem(r, 2));
     snprintf(j->charge, sizeof(j->charge), "%s", elem(r, 3)[0] ? elem(r, 3) : "none");
     j->attempts = atoi(elem(r, 4));
-    snprintf(j->o.idem_key, sizeof(j->o.idem_key), "%s", elem(r, 5));
-    snprintf(j->o.sku, sizeof(j->o.sku), "%s", elem(r, 6));
+    const char *idem = elem(r, 5);
+    if (set_strings(j, idem[0] ? idem : j->o.order_id, elem(r, 6), elem(r, 10)))
+        return FK_ENOMEM;
     j->o.qty = atoi(elem(r, 7));
     j->o.amount = atoll(elem(r, 8));
     snprintf(j->o.currency, sizeof(j->o.currency), "%s", elem(r, 9));
-    snprintf(j->o.buyer, sizeof(j->o.buyer), "%s", elem(r, 10));
     snprintf(j->pay_status, sizeof(j->pay_status), "%s", elem(r, 11));
     snprintf(j->payment_id, sizeof(j->payment_id), "%s", elem(r, 12));
     j->polls = atoi(elem(r, 13));
     j->sent_now = j->send && strcmp(elem(r, 15), "1") == 0 && strcmp(j->charge, "sent") == 0;
-    if (!j->o.idem_key[0]) snprintf(j->o.idem_key, sizeof(j->o.idem_key), "%s", j->o.order_id);
     return j->state == FK_ST_NONE ? FK_EPROTO : 0;
 }
 
 /* Common handling of fk_take / fk_work answers (accept, resume). */
 static void on_take(fk_job *j, redisReply *reply, const char *st) {
     if (strcmp(st, "work") == 0) {
-        if (load_work(j, reply)) {
-            fk_error("job.redis", oid(j), "bad work reply; entry %s stays pending", j->entry_id);
+        int rc = load_work(j, reply);
+        if (rc) {
+            fk_error("job.redis", oid(j), "work reply not loaded (%s); entry %s stays pending",
+                     fk_strerror(rc), j->entry_id);
             finish(j, FK_JOB_ABANDONED);
             return;
         }
@@ -838,12 +856,14 @@ fk_job *fk_job_new(fk_ctx *ctx, const char *id, size_t idlen, const char *kind, 
     }
     if (klen >= sizeof(j->kind)) j->kind[sizeof(j->kind) - 2] = '~';
     snprintf(j->charge, sizeof(j->charge), "none");
+    j->o.idem_key = j->o.sku = j->o.buyer = "";
     return j;
 }
 
 void fk_job_free(fk_job *j) {
     if (!j) return;
     free(j->val);
+    free(j->o.strs);
     free(j);
 }
 
@@ -856,7 +876,8 @@ void fk_job_start(fk_job *j) {
         return;
     }
     if (strcmp(j->kind, "order") == 0) {
-        int rc = fk_order_decode(j->val, j->val_len, &j->o, err, sizeof(err), id);
+        fk_order o;
+        int rc = fk_order_decode(j->val, j->val_len, &o, err, sizeof(err), id);
         if (rc == FK_ENOMEM) { /* says nothing about the entry: try later */
             send_failed(j, rc, "decode");
             return;
@@ -865,6 +886,15 @@ void fk_job_start(fk_job *j) {
             dead_letter(j, err, id[0] ? id : NULL);
             return;
         }
+        rc = set_strings(j, o.idem_key, o.sku, o.buyer);
+        if (rc) {
+            send_failed(j, rc, "decode");
+            return;
+        }
+        memcpy(j->o.order_id, o.order_id, sizeof(j->o.order_id));
+        memcpy(j->o.currency, o.currency, sizeof(j->o.currency));
+        j->o.qty = o.qty;
+        j->o.amount = o.amount;
         accept_order(j);
     } else if (strcmp(j->kind, "payment") == 0) {
         fk_payment p;

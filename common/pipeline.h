@@ -44,6 +44,19 @@ typedef struct fk_ctx {
     void *arg;
 } fk_ctx;
 
+/* The order a job works on. The contract's long strings (idempotency key,
+ * SKU, buyer) live in one allocation sized to them: a job holding
+ * fk_order's fixed buffers cost 1.6 KB more, 0.4 MB of a worker's peak at
+ * 256 jobs (docs/BENCHMARKS.md, "Worker RSS"). */
+typedef struct fk_job_order {
+    char order_id[FK_ORDER_ID_MAX + 1];
+    const char *idem_key, *sku, *buyer; /* "" until known; point into strs */
+    int qty;
+    long long amount;
+    char currency[4];
+    char *strs;
+} fk_job_order;
+
 struct fk_job {
     fk_job *prev, *next; /* the worker's in-flight list */
     fk_ctx *ctx;
@@ -54,7 +67,7 @@ struct fk_job {
     int nfields;
     uint64_t read_at;
 
-    fk_order o;          /* from the entry, or from the record */
+    fk_job_order o;      /* from the entry, or from the record */
     char fence[24];
     fk_state state;
     char charge[16];     /* none | sent | unknown | absent | pending | paid | declined */
