@@ -640,13 +640,12 @@ static void on_accept(fk_redis *r, redisReply *reply, void *arg) {
 static void accept_order(fk_job *j) {
     const fk_ctx *c = j->ctx;
     char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], wkey[FK_KEY_MAX], skey[FK_KEY_MAX],
-        ckey[FK_KEY_MAX], minute[160], moos[256], mrate[256];
+        ckey[FK_KEY_MAX], minute[160];
     fk_key_order(c->keys, j->o.order_id, okey, sizeof(okey));
     fk_key_idem(c->keys, j->o.idem_key, ikey, sizeof(ikey));
     fk_key_order(c->keys, j->o.idem_key, wkey, sizeof(wkey));
     fk_key_stock(c->keys, j->o.sku, skey, sizeof(skey));
     fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
-    fk_reason_message(FK_R_OUT_OF_STOCK, NULL, moos, sizeof(moos));
     fk_args a;
     fk_args_init(&a);
     fk_args_str(&a, okey);
@@ -666,7 +665,6 @@ static void accept_order(fk_job *j) {
         fk_args_str(&a, ckey);
         nkeys = 11;
     }
-    fk_reason_message(FK_R_RATE_LIMITED, "{retry_after}", mrate, sizeof(mrate));
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, j->entry_id);
     fk_args_str(&a, j->o.order_id);
@@ -683,12 +681,8 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, !c->gateway ? "paid" : j->send ? "send" : "charge");
     fk_args_ll(&a, c->cfg->lease_ms);
     fk_args_ll(&a, c->cfg->retention_s);
-    fk_args_str(&a, fk_state_message(FK_ST_PROCESSING));
-    fk_args_str(&a, fk_state_message(FK_ST_COMPLETED));
-    fk_args_str(&a, moos);
     fk_args_str(&a, c->notify ? "1" : "0");
     fk_args_ll(&a, c->cfg->order_ttl_s * 1000);
-    fk_args_str(&a, mrate);
     int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, nkeys, &a, on_accept, j);
     if (rc) send_failed(j, rc, "accept");
 }

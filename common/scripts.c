@@ -106,7 +106,22 @@ static void put_fmt(buf *b, const char *fmt, ...) {
 
 /* ---- the library text -------------------------------------------------------- */
 
-/* The prelude: constants from state.h, so Lua never spells a state itself. */
+/* s as a Lua string literal: printable ASCII as is (but ' and \\), every
+ * other byte as \ddd. */
+static void put_lua_str(buf *b, const char *s) {
+    put_str(b, "'");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\'' && *p != '\\')
+            put_mem(b, (const char *)p, 1);
+        else
+            put_fmt(b, "\\%03u", *p);
+    }
+    put_str(b, "'");
+}
+
+/* The prelude: constants from state.h, so Lua never spells a state itself,
+ * and the buyer's sentences (FK_MSG by state, FK_RMSG by reason: "%s" marks
+ * the detail, see lib.lua fk_reason_text). */
 static void put_prelude(buf *b) {
     put_str(b, "-- generated from common/state.h at start; see common/scripts.c\nlocal FK_ST = {");
 #define FK_ST_LUA(sym, name, zh, msg) put_fmt(b, "%s='%s',", #sym + 6, name);
@@ -119,6 +134,14 @@ static void put_prelude(buf *b) {
 #define FK_R_LUA(sym, code, msg) put_fmt(b, "%s='%s',", #sym + 5, code);
     FK_REASONS(FK_R_LUA)
 #undef FK_R_LUA
+    put_str(b, "}\nlocal FK_MSG = {");
+#define FK_MSG_LUA(sym, name, zh, msg) put_fmt(b, "%s=", name), put_lua_str(b, msg), put_str(b, ",");
+    FK_STATES(FK_MSG_LUA)
+#undef FK_MSG_LUA
+    put_str(b, "}\nlocal FK_RMSG = {");
+#define FK_RMSG_LUA(sym, code, msg) put_fmt(b, "%s=", code), put_lua_str(b, msg), put_str(b, ",");
+    FK_REASONS(FK_RMSG_LUA)
+#undef FK_RMSG_LUA
     put_str(b, "}\n");
 }
 

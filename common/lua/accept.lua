@@ -21,10 +21,10 @@
 --       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge'|
 --       'send' ('charge', and the gateway guard admitted the charge: a new
 --       record is written with charge=sent, see fk_take),
---       12 lease ms, 13 retention s, 14 msg processing, 15 msg completed,
---       16 msg out of stock, 17 '1' to queue the shop webhook on delivery,
---       18 order ttl ms (deadline in the active zset), 19 msg rate limited
---       with '{retry_after}' where the seconds go (with KEYS[11] only)
+--       12 lease ms, 13 retention s, 14 '1' to queue the shop webhook on
+--       delivery, 15 order ttl ms (deadline in the active zset)
+-- (The buyer's messages come from the prelude, FK_MSG / FK_RMSG: they are
+-- the same on every call, and each argument costs Redis a string.)
 -- Returns {'dup', owner} | {'conflict', state} | {'completed', codes} |
 --         {'failed', reason[, message]} | fk_take's answers | fk_work's answer
 local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, wkey, ckey =
@@ -62,7 +62,7 @@ if ckey then
   local untl = tonumber(redis.call('HGET', ckey, 'until') or '0') or 0
   -- a payment the shop already reported succeeded is never refused
   if untl > now and redis.call('HGET', okey, 'pay_status') ~= 'succeeded' then
-    local msg = string.gsub(ARGV[19], '{retry_after}', tostring(math.ceil((untl - now) / 1000)))
+    local msg = fk_reason_text(FK_R.RATE_LIMITED, string.format('%d', math.ceil((untl - now) / 1000)))
     redis.call('HSET', okey, 'state', FK_ST.FAILED, 'reason', FK_R.RATE_LIMITED,
       'message', msg, 'attempts', 0, 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7],
       'currency', ARGV[8], 'buyer', ARGV[9], 'idem', ARGV[4], 'created_at', now,
@@ -86,14 +86,14 @@ local snow = string.format('%d', now)
 -- (an implicit key is not written: no `idem` field means the order's id)
 -- (a completed record carries no reason, fence or charge: see
 -- docs/KEYSPACE.md, "What a completed record keeps")
-local rec = {'state', FK_ST.PROCESSING, 'message', ARGV[14],
+local rec = {'state', FK_ST.PROCESSING, 'message', FK_MSG[FK_ST.PROCESSING],
   'attempts', '0', 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7], 'currency', ARGV[8],
   'buyer', ARGV[9], 'created_at', snow, 'updated_at', snow}
 if not implicit then rec[#rec + 1], rec[#rec + 2] = 'idem', ARGV[4] end
 local fresh = {'0', false}
 
 if redis.call('LLEN', skey) < qty then
-  rec[2], rec[4] = FK_ST.FAILED, ARGV[16]
+  rec[2], rec[4] = FK_ST.FAILED, FK_RMSG[FK_R.OUT_OF_STOCK]
   local n = #rec
   rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', FK_R.OUT_OF_STOCK, 'fence', '1'
   redis.call('HSET', okey, unpack(rec))
@@ -105,9 +105,9 @@ end
 local codes = cjson.encode(redis.call('LPOP', skey, ARGV[6]))
 
 if ARGV[11] == 'paid' then
-  rec[2], rec[4] = FK_ST.COMPLETED, ARGV[15]
+  rec[2], rec[4] = FK_ST.COMPLETED, FK_MSG[FK_ST.COMPLETED]
   rec[#rec + 1], rec[#rec + 2] = 'codes', codes
-  if ARGV[17] == '1' then
+  if ARGV[14] == '1' then
     redis.call('ZADD', nkey, snow, oid)
     rec[#rec + 1], rec[#rec + 2] = 'notify', 'pending'
   end
@@ -127,7 +127,7 @@ rec[n + 11], rec[n + 12] = 'fence', '1'
 redis.call('HSET', okey, unpack(rec))
 -- a payment that came first left a stub (pay_status) with a TTL
 if cur[6] then redis.call('PERSIST', okey) end
-redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[18])), oid)
+redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[15])), oid)
 -- fk_work's answer from what was just written and the stub's fields read
 -- above, without reading the record back (any field this does not know:
 -- read it back after all)

@@ -11,6 +11,15 @@ local function fk_now()
 end
 
 -- Acknowledge an entry; '' means "no entry". Returns XACK's count.
+-- A reason's sentence (common/state.h, in the prelude's FK_RMSG) with its
+-- "%s" filled by detail, as fk_reason_message() in state.c does.
+local function fk_reason_text(code, detail)
+  local m = FK_RMSG[code]
+  local i = string.find(m, '%s', 1, true)
+  if not i then return m end
+  return string.sub(m, 1, i - 1) .. detail .. string.sub(m, i + 2)
+end
+
 local function fk_ack(stream, group, entry)
   if entry ~= '' then return redis.call('XACK', stream, group, entry) end
   return 0

@@ -373,14 +373,12 @@ static void fail_order(const char *id, const char *buyer, fk_reason reason) {
 /* accept.lua for a new order of buyer (as pipeline.c builds it, 'paid'
  * mode). Returns the reply (caller frees). */
 static redisReply *accept_order(const char *id, const char *buyer, int with_cooldown) {
-    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], skey[FK_KEY_MAX], ckey[FK_KEY_MAX], minute[160],
-        mrate[256];
+    char okey[FK_KEY_MAX], ikey[FK_KEY_MAX], skey[FK_KEY_MAX], ckey[FK_KEY_MAX], minute[160];
     fk_key_order(&g_k, id, okey, sizeof(okey));
     fk_key_idem(&g_k, id, ikey, sizeof(ikey));
     fk_key_stock(&g_k, "wow", skey, sizeof(skey));
     fk_key_cooldown(&g_k, buyer, ckey, sizeof(ckey));
     fk_key_stats_minute(&g_k, 0, minute, sizeof(minute));
-    fk_reason_message(FK_R_RATE_LIMITED, "{retry_after}", mrate, sizeof(mrate));
     fk_args a;
     fk_args_init(&a);
     const char *keys[] = {okey, ikey, skey, g_k.stream, g_k.stats, minute, g_k.retry,
@@ -388,10 +386,8 @@ static redisReply *accept_order(const char *id, const char *buyer, int with_cool
     for (int i = 0; i < 10; i++) fk_args_str(&a, keys[i]);
     if (with_cooldown) fk_args_str(&a, ckey);
     const char *argv[] = {"workers", "", id, id, "wow", "1", "100", "CNY", buyer, "60", "paid",
-                          "10000", "0", "processing", "completed", "out of stock", "0",
-                          "1800000"};
-    for (int i = 0; i < 18; i++) fk_args_str(&a, argv[i]);
-    fk_args_str(&a, mrate);
+                          "10000", "0", "0", "1800000"};
+    for (int i = 0; i < 15; i++) fk_args_str(&a, argv[i]);
     return eval(FK_LUA_ACCEPT, with_cooldown ? 11 : 10, &a);
 }
 
