@@ -198,7 +198,10 @@ int fk_scripts_init(void) {
         free(b.p);
         return FK_ENOMEM;
     }
-    library = b.p;
+    /* kept for reloads (FUNCTION FLUSH, a new server): without the
+     * buffer's slack, which was as large again */
+    char *fit = realloc(b.p, b.n + 1);
+    library = fit ? fit : b.p;
     library_len = b.n;
     snprintf(library_name, sizeof(library_name), "faka_%.*s", HASH_HEX, hex);
     for (int i = 0; i < FK_LUA__COUNT; i++)
