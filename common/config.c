@@ -92,7 +92,7 @@ static const opt options[] = {
     {"http-connect-timeout-ms", "FAKA_HTTP_CONNECT_TIMEOUT_MS", OPT_INT,
      OFF(http_connect_timeout_ms), 0, 50, 600000, "2000", W | R, CHK_NONE,
      "TCP/TLS connect timeout"},
-    {"http-max", "FAKA_HTTP_MAX", OPT_INT, OFF(http_max), 0, 1, 10000, "64", W | R, CHK_NONE,
+    {"http-max", "FAKA_HTTP_MAX", OPT_INT, OFF(http_max), 0, 1, 10000, "48", W | R, CHK_NONE,
      "concurrent HTTP requests per process"},
     {"webhook-max", "FAKA_WEBHOOK_MAX", OPT_INT, OFF(webhook_max), 0, 1, 1000, "10", W | R,
      CHK_NONE, "webhook attempts before the order is marked notify_failed"},

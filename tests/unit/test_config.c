@@ -112,7 +112,7 @@ static void t_defaults(void **state) {
     assert_int_equal(g_cfg.max_deliveries, 10);
     assert_int_equal(g_cfg.http_timeout_ms, 5000);
     assert_int_equal(g_cfg.http_connect_timeout_ms, 2000);
-    assert_int_equal(g_cfg.http_max, 64);
+    assert_int_equal(g_cfg.http_max, 48);
     assert_int_equal(g_cfg.webhook_max, 10);
     assert_int_equal(g_cfg.redis_timeout_ms, 3000);
     /* DESIGN.md's backoff defaults */
