@@ -12,15 +12,16 @@
  *    pointer in the disconnect callback and never free it again;
  *  - when we free a context ourselves (redisAsyncFree), we first detach it
  *    (ac->data = NULL) so its disconnect callback is ignored;
- *  - we never free replies and never uv_close the adapter's poll handle.
+ *  - we never free replies and never uv_close the adapter's handles (our
+ *    own adapter, redis_uv.c: hiredis's cleanup hook closes them).
  * Every context is freed exactly once: by hiredis (failed connect, server
  * disconnect) or by drop()/fk_redis_close() (timeouts, close), never both. */
 #include "redis.h"
 #include "backoff.h"
 #include "err.h"
 #include "log.h"
+#include "redis_uv.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -232,7 +233,7 @@ static void connect_now(fk_redis *r) {
         return;
     }
     ac->data = r;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+    if (fk_redis_uv_attach(ac, r->loop) != 0) {
         redisAsyncFree(ac);
         schedule_reconnect(r);
         return;

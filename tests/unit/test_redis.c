@@ -394,6 +394,61 @@ static void t_binary(void **state) {
     finish_loop(&f->loop);
 }
 
+/* ---- (2b) the event adapter: big writes, many commands in one iteration ----------- */
+
+typedef struct incrs {
+    int calls, in_order;
+} incrs;
+
+static void on_incr(fk_redis *r, redisReply *reply, void *arg) {
+    incrs *x = arg;
+    (void)r;
+    x->calls++;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == x->calls) x->in_order++;
+}
+
+/* redis_uv.c writes queued commands once per loop iteration and watches for
+ * writability only while the socket's send buffer is full: a value larger
+ * than any send buffer must still go out whole, and the commands queued
+ * behind it in the same iteration must all be answered, in order. */
+static void t_big_write(void **state) {
+    fx *f = *state;
+    events ev = {0};
+    fk_redis *r = open_up(f, &ev);
+    size_t n = 32u << 20;
+    char *val = malloc(n);
+    assert_non_null(val);
+    for (size_t i = 0; i < n; i++) val[i] = (char)('a' + i % 26);
+    const char *set[] = {"SET", "big", val};
+    size_t setl[] = {3, 3, n};
+    rec c = {0};
+    assert_int_equal(fk_redis_commandv(r, on_reply, &c, 3, set, setl), 0);
+    free(val); /* copied */
+    incrs x = {0};
+    for (int i = 0; i < 2000; i++)
+        assert_int_equal(fk_redis_command(r, on_incr, &x, "INCR counter"), 0);
+    rec len = {0};
+    assert_int_equal(fk_redis_command(r, on_reply, &len, "STRLEN big"), 0);
+    assert_true(run_until(&f->loop, called, &len, 20000));
+    assert_int_equal(c.type, REDIS_REPLY_STATUS);
+    assert_int_equal(x.calls, 2000);
+    assert_int_equal(x.in_order, 2000);
+    assert_int_equal(len.type, REDIS_REPLY_INTEGER);
+    assert_int_equal(len.integer, (long long)n);
+    assert_true(len.seq > c.seq);
+
+    /* and a command from a timer, with nothing else going on, is answered
+     * without waiting for other events */
+    rec p = {0};
+    uint64_t t0 = now_ms();
+    assert_int_equal(fk_redis_command(r, on_reply, &p, "PING"), 0);
+    assert_true(run_until(&f->loop, called, &p, 2000));
+    assert_true(now_ms() - t0 < 500);
+
+    close_conn(&f->loop, r);
+    finish_loop(&f->loop);
+}
+
 /* ---- (3) nothing listens, then a server appears ----------------------------------- */
 
 static void t_nothing_listens(void **state) {
@@ -844,6 +899,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_up_ping, setup_srv, teardown),
         cmocka_unit_test_setup_teardown(t_binary, setup_srv, teardown),
+        cmocka_unit_test_setup_teardown(t_big_write, setup_srv, teardown),
         cmocka_unit_test_setup_teardown(t_nothing_listens, setup, teardown),
         cmocka_unit_test_setup_teardown(t_kill_outstanding, setup_srv, teardown),
         cmocka_unit_test_setup_teardown(t_reply_timeout, setup_srv, teardown),
