@@ -1,5 +1,6 @@
 -- lib.lua -- helpers shared by every faka script. At start, scripts.c
--- prepends the constants generated from state.h (FK_ST, FK_FINAL, FK_R)
+-- prepends the constants generated from state.h (FK_ST, FK_FINAL, FK_R,
+-- and the sentences FK_MSG, FK_RMSG)
 -- and appends one script; every key a helper touches comes from the
 -- caller's KEYS.
 
@@ -10,7 +11,6 @@ local function fk_now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Acknowledge an entry; '' means "no entry". Returns XACK's count.
 -- A reason's sentence (common/state.h, in the prelude's FK_RMSG) with its
 -- "%s" filled by detail, as fk_reason_message() in state.c does.
 local function fk_reason_text(code, detail)
@@ -20,6 +20,7 @@ local function fk_reason_text(code, detail)
   return string.sub(m, 1, i - 1) .. detail .. string.sub(m, i + 2)
 end
 
+-- Acknowledge an entry; '' means "no entry". Returns XACK's count.
 local function fk_ack(stream, group, entry)
   if entry ~= '' then return redis.call('XACK', stream, group, entry) end
   return 0
