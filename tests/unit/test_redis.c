@@ -407,7 +407,7 @@ static void on_incr(fk_redis *r, redisReply *reply, void *arg) {
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == x->calls) x->in_order++;
 }
 
-/* redis_uv.c writes queued commands once per loop iteration and watches for
+/* redis.c's event adapter writes queued commands once per loop iteration and watches for
  * writability only while the socket's send buffer is full: a value larger
  * than any send buffer must still go out whole, and the commands queued
  * behind it in the same iteration must all be answered, in order. */
