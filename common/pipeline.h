@@ -46,7 +46,7 @@ typedef struct fk_ctx {
 
 /* The order a job works on. The contract's long strings (idempotency key,
  * SKU, buyer) live in one allocation sized to them: a job holding
- * fk_order's fixed buffers cost 1.6 KB more, 0.4 MB of a worker's peak at
+ * fk_order's fixed buffers cost 1.4 KB more, 0.37 MB of a worker's heap at
  * 256 jobs (docs/BENCHMARKS.md, "Worker RSS"). */
 typedef struct fk_job_order {
     char order_id[FK_ORDER_ID_MAX + 1];

@@ -62,7 +62,8 @@ if ckey then
   local untl = tonumber(redis.call('HGET', ckey, 'until') or '0') or 0
   -- a payment the shop already reported succeeded is never refused
   if untl > now and redis.call('HGET', okey, 'pay_status') ~= 'succeeded' then
-    local msg = fk_reason_text(FK_R.RATE_LIMITED, string.format('%d', math.ceil((untl - now) / 1000)))
+    local secs = string.format('%d', math.ceil((untl - now) / 1000))
+    local msg = fk_reason_text(FK_R.RATE_LIMITED, secs)
     redis.call('HSET', okey, 'state', FK_ST.FAILED, 'reason', FK_R.RATE_LIMITED,
       'message', msg, 'attempts', 0, 'sku', ARGV[5], 'qty', ARGV[6], 'amount', ARGV[7],
       'currency', ARGV[8], 'buyer', ARGV[9], 'idem', ARGV[4], 'created_at', now,
