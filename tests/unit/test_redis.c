@@ -407,10 +407,11 @@ static void on_incr(fk_redis *r, redisReply *reply, void *arg) {
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == x->calls) x->in_order++;
 }
 
-/* redis.c's event adapter writes queued commands once per loop iteration and watches for
- * writability only while the socket's send buffer is full: a value larger
- * than any send buffer must still go out whole, and the commands queued
- * behind it in the same iteration must all be answered, in order. */
+/* redis.c's event adapter writes queued commands once per loop iteration
+ * and watches for writability only while the socket's send buffer is full:
+ * a value larger than any send buffer must still go out whole, and the
+ * commands queued behind it in the same iteration must all be answered, in
+ * order. */
 static void t_big_write(void **state) {
     fx *f = *state;
     events ev = {0};
@@ -437,8 +438,8 @@ static void t_big_write(void **state) {
     assert_int_equal(len.integer, (long long)n);
     assert_true(len.seq > c.seq);
 
-    /* and a command from a timer, with nothing else going on, is answered
-     * without waiting for other events */
+    /* and a command queued outside any loop callback (the writes go out
+     * from the loop's prepare phase) is answered promptly */
     rec p = {0};
     uint64_t t0 = now_ms();
     assert_int_equal(fk_redis_command(r, on_reply, &p, "PING"), 0);
