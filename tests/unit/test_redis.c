@@ -206,12 +206,17 @@ static fk_redis *open_port(uv_loop_t *loop, int port, const fk_redis_options *o,
     return open_url(loop, url, o, ev);
 }
 
-static fk_redis *open_up(fx *f, events *ev) {
-    fk_redis_options o = default_opts();
-    fk_redis *r = open_url(&f->loop, f->srv.url, &o, ev);
+/* Open a connection to the fixture's server with options o and wait for UP. */
+static fk_redis *open_up_with(fx *f, events *ev, const fk_redis_options *o) {
+    fk_redis *r = open_url(&f->loop, f->srv.url, o, ev);
     if (!run_until(&f->loop, is_up, ev, 5000)) fail_msg("no UP within 5 s");
     assert_true(fk_redis_ready(r));
     return r;
+}
+
+static fk_redis *open_up(fx *f, events *ev) {
+    fk_redis_options o = default_opts();
+    return open_up_with(f, ev, &o);
 }
 
 static void on_done(void *arg) { (*(int *)arg)++; }
@@ -420,8 +425,7 @@ static void t_big_write(void **state) {
      * dropped for it); this test is about order and completeness, not speed */
     fk_redis_options o = default_opts();
     o.reply_timeout_ms = 60000;
-    fk_redis *r = open_url(&f->loop, f->srv.url, &o, &ev);
-    if (!run_until(&f->loop, is_up, &ev, 5000)) fail_msg("no UP within 5 s");
+    fk_redis *r = open_up_with(f, &ev, &o);
     size_t n = 32u << 20;
     char *val = malloc(n);
     assert_non_null(val);
@@ -507,8 +511,7 @@ static void t_kill_outstanding(void **state) {
     events ev = {0};
     fk_redis_options o = default_opts();
     o.reply_timeout_ms = 10000; /* the kill, not the watchdog, ends these */
-    fk_redis *r = open_url(&f->loop, f->srv.url, &o, &ev);
-    assert_true(run_until(&f->loop, is_up, &ev, 5000));
+    fk_redis *r = open_up_with(f, &ev, &o);
 
     rec c[6];
     memset(c, 0, sizeof(c));
@@ -555,8 +558,7 @@ static void t_reply_timeout(void **state) {
     fk_redis_options o = default_opts();
     o.reply_timeout_ms = 1000;
     o.connect_timeout_ms = 1000;
-    fk_redis *r = open_url(&f->loop, f->srv.url, &o, &ev);
-    assert_true(run_until(&f->loop, is_up, &ev, 5000));
+    fk_redis *r = open_up_with(f, &ev, &o);
 
     assert_int_equal(kill(f->srv.pid, SIGSTOP), 0);
     f->srv_stopped = 1;
@@ -868,8 +870,7 @@ static void t_idle_ping(void **state) {
     events ev = {0};
     fk_redis_options o = default_opts();
     o.ping_interval_ms = 100;
-    fk_redis *r = open_url(&f->loop, f->srv.url, &o, &ev);
-    assert_true(run_until(&f->loop, is_up, &ev, 5000));
+    fk_redis *r = open_up_with(f, &ev, &o);
     long long before = ping_calls(&f->srv);
     run_for(&f->loop, 1200);
     long long after = ping_calls(&f->srv);
@@ -886,8 +887,7 @@ static void t_reset(void **state) {
     events ev = {0};
     fk_redis_options o = default_opts();
     o.reply_timeout_ms = 10000;
-    fk_redis *r = open_url(&f->loop, f->srv.url, &o, &ev);
-    assert_true(run_until(&f->loop, is_up, &ev, 5000));
+    fk_redis *r = open_up_with(f, &ev, &o);
     rec c = {0};
     assert_int_equal(fk_redis_command(r, on_reply, &c, "BLPOP %s %d", "never", 30), 0);
     run_for(&f->loop, 50);
