@@ -308,12 +308,23 @@ static void t_bucket_rate(void **state) {
      * spread at the rate instead of all at the next token */
     flush(NULL);
     p.burst = 1;
+    long long u0 = fk_t_now_ms();
     assert_true(check(&p).allow);
-    long long w1 = check(&p).wait_ms, w2 = check(&p).wait_ms, w3 = check(&p).wait_ms;
-    fprintf(stderr, "# refused callers told to wait %lld, %lld, %lld ms\n", w1, w2, w3);
-    assert_true(w1 >= 15 && w1 <= 21);
-    assert_true(w2 - w1 >= 14 && w2 - w1 <= 22);
-    assert_true(w3 - w2 >= 14 && w3 - w2 <= 22);
+    long long u1 = fk_t_now_ms();
+    long long w1 = check(&p).wait_ms;
+    long long u2 = fk_t_now_ms();
+    long long w2 = check(&p).wait_ms, w3 = check(&p).wait_ms;
+    long long u3 = fk_t_now_ms();
+    fprintf(stderr, "# refused callers told to wait %lld, %lld, %lld ms (calls %lld, %lld ms "
+                    "apart)\n", w1, w2, w3, u2 - u0, u3 - u1);
+    /* the first is told the next token's time: 20 ms after the token was
+     * taken, less the time between the two calls; the second is given the
+     * slot after that, 20 ms later, less twice the time between its call
+     * and the first's (its token refills from then, and the slot is held
+     * from then). Bounds allow for ms rounding and a slow machine. */
+    assert_true(w1 <= 21 && w1 >= 20 - (u2 - u0) - 1);
+    assert_true(w2 - w1 <= 22 && w2 - w1 >= 20 - 2 * (u3 - u1) - 2);
+    assert_true(w3 - w2 <= 22 && w3 - w2 >= 20 - 2 * (u3 - u1) - 2);
     /* no limit */
     p.rate_rps = 0;
     for (int i = 0; i < 500; i++) assert_true(check(&p).allow);
