@@ -1,8 +1,9 @@
 /* http.c -- libcurl multi interface driven by libuv (the "multi-uv" pattern).
  *
  * curl tells us which sockets to watch (socket callback) and when to call it
- * back (timer callback); we translate that into one uv_poll_t per socket and
- * one uv_timer_t, and feed readiness back with curl_multi_socket_action().
+ * back (timer callback); we keep those sockets in an epoll set of our own,
+ * which libuv watches as one fd (one uv_poll_t), plus one uv_timer_t, and
+ * feed readiness back with curl_multi_socket_action().
  * Finished transfers are collected with curl_multi_info_read() and reported
  * to the caller's callback, always outside any curl callback.
  *
@@ -18,16 +19,26 @@
  * CURLINFO values until curl starts the next one, every CURLINFO read is
  * gated on r->reached (curl's prereq callback ran for this request).
  *
- * Sockets: every socket curl opens for a connection goes through our open
- * and close callbacks, and its uv_poll_t lives exactly as long as the socket:
- * created in the open callback, merely stopped on CURL_POLL_REMOVE (a pooled
- * keep-alive connection is idle between transfers), closed in the close
- * callback before the fd itself is closed, so a poll handle never outlives
- * its fd and a recycled fd number never meets a stale handle. A socket curl
- * did not open through us (a resolver's wake-up pipe) is watched from its
- * first socket callback and closed on CURL_POLL_REMOVE, as curl closes it
- * right after. h->socks maps fd -> context for the live ones; a closed
- * context is freed in its uv close callback.
+ * Sockets: curl asks us to watch a socket for the length of a transfer and
+ * to forget it (CURL_POLL_REMOVE) when the transfer ends, even though its
+ * keep-alive connection stays open in curl's pool for the next one. With a
+ * uv_poll_t per socket that is an epoll_ctl DEL at every end and an ADD at
+ * every start: two syscalls per gateway call for nothing. In our own epoll
+ * set a socket instead stays registered ("parked") between transfers, so
+ * the next transfer on that connection usually costs no epoll_ctl at all.
+ * A parked socket is watched for input only; if it becomes ready while
+ * parked (the server closed the idle connection, or sent junk), we take it
+ * out of the set, so level-triggered readiness cannot spin the loop, and
+ * curl finds the connection dead when it next checks it. Only a socket that
+ * curl opened through on_open_socket and that has waited for input (a
+ * connected socket that has carried a request) is parked; anything else is
+ * taken out of the set on REMOVE. libuv never sees curl's fds, so curl
+ * closing one behind our back cannot trip libuv (which aborts on an fd it
+ * watches being reused); we take a registered fd out of the set in
+ * on_close_socket before closing it, and every event carries a generation
+ * number, so an event for an fd number that was closed and reused within one
+ * epoll_wait batch is ignored. h->socks maps fd -> context (an array of
+ * plain structs; nothing to free per socket).
  *
  * Queueing: at most max_concurrent requests are in the multi at once; the
  * rest wait in a FIFO and are added as transfers finish. */
@@ -40,6 +51,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +66,9 @@
 /* A pooled handle keeps its body buffer up to this size; a larger one (a
  * rare big answer) is freed when its request ends. */
 #define HTTP_BODY_KEEP          4096
+/* Events taken from our epoll set per wake-up; more stay ready (level
+ * triggered) and wake the loop again. */
+#define HTTP_EPOLL_BATCH        64
 
 typedef struct http_req http_req;
 typedef struct http_sock http_sock;
@@ -98,12 +114,17 @@ struct http_req {
     char retry_after[HTTP_RETRY_AFTER_MAX + 1];
 };
 
+/* What we know of one fd curl uses; h->socks[fd]. */
 struct http_sock {
-    uv_poll_t poll;
-    fk_http *h;
-    curl_socket_t fd;
-    int owned;                  /* opened through on_open_socket: lives until
+    uint32_t gen;               /* bumped for each new socket on this fd */
+    uint32_t reg;               /* epoll events it is registered with; 0: not
+                                   in the set */
+    uint32_t want;              /* epoll events curl asked for; 0: none (a
+                                   parked socket) */
+    unsigned live : 1;          /* a socket we know of is on this fd */
+    unsigned owned : 1;         /* opened through on_open_socket: lives until
                                    on_close_socket */
+    unsigned parkable : 1;      /* owned and has waited for input */
 };
 
 typedef struct req_list {
@@ -119,9 +140,11 @@ struct fk_http {
     req_list active;            /* in the multi */
     req_list queue;             /* waiting, FIFO */
     http_easy *idle;            /* pooled easy handles */
-    http_sock **socks;          /* live socket contexts by fd, or NULL */
+    int epfd;                   /* our epoll set of curl's sockets */
+    uv_poll_t ep_poll;          /* libuv watches epfd */
+    http_sock *socks;           /* by fd; entries past nsocks are not live */
     size_t nsocks;              /* size of socks */
-    size_t open_handles;        /* timer + socket contexts not yet closed */
+    size_t open_handles;        /* uv handles not yet closed */
     int closing;
     void (*done)(void *arg);
     void *done_arg;
@@ -194,32 +217,17 @@ static void http_maybe_finish_close(fk_http *h) {
         done(arg);
 }
 
-static void sock_close_cb(uv_handle_t *handle) {
-    http_sock *s = handle->data;
-    fk_http *h = s->h;
-    free(s);
-    assert(h->open_handles > 0);
-    h->open_handles--;
-    http_maybe_finish_close(h);
-}
-
 static http_sock *sock_find(const fk_http *h, curl_socket_t fd) {
-    if (fd < 0 || (size_t)fd >= h->nsocks)
+    if (fd < 0 || (size_t)fd >= h->nsocks || !h->socks[fd].live)
         return NULL;
-    return h->socks[fd];
+    return &h->socks[fd];
 }
 
-/* Forget s and close its poll handle (uv_close stops it at once, so the fd
- * may be closed right after); s is freed in the close callback. */
-static void sock_close(fk_http *h, http_sock *s) {
-    assert(sock_find(h, s->fd) == s);
-    h->socks[s->fd] = NULL;
-    uv_close((uv_handle_t *)&s->poll, sock_close_cb);
-}
-
-/* A context with a poll handle for fd, registered in h->socks. A context
- * still registered under that fd number belongs to a closed socket (curl
- * closed it without telling us): it is retired first. NULL on failure. */
+/* The context for a new socket on fd, not yet in the epoll set. A context
+ * still live under that fd number belongs to a socket that was closed
+ * without us hearing of it; the kernel took it out of the set with its
+ * last close, and sock_watch copes if it did not. NULL on failure. The
+ * pointer is valid until the next sock_new. */
 static http_sock *sock_new(fk_http *h, curl_socket_t fd, int owned) {
     if (fd < 0)
         return NULL;
@@ -227,32 +235,62 @@ static http_sock *sock_new(fk_http *h, curl_socket_t fd, int owned) {
         size_t n = h->nsocks ? h->nsocks : 64;
         while (n <= (size_t)fd)
             n *= 2;
-        http_sock **t = realloc(h->socks, n * sizeof(*t));
+        http_sock *t = realloc(h->socks, n * sizeof(*t));
         if (!t)
             return NULL;
         memset(t + h->nsocks, 0, (n - h->nsocks) * sizeof(*t));
         h->socks = t;
         h->nsocks = n;
     }
-    if (h->socks[fd])
-        sock_close(h, h->socks[fd]);
-    http_sock *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
-        free(s);
-        return NULL;
-    }
-    s->poll.data = s;
-    s->h = h;
-    s->fd = fd;
-    s->owned = owned;
-    h->socks[fd] = s;
-    h->open_handles++;
+    http_sock *s = &h->socks[fd];
+    uint32_t gen = s->gen + 1;
+    memset(s, 0, sizeof(*s));
+    s->gen = gen;
+    s->live = 1;
+    s->owned = owned ? 1 : 0;
     return s;
 }
 
-static void timer_close_cb(uv_handle_t *handle) {
+/* The data an epoll event carries for fd: the fd and its generation. */
+static uint64_t sock_key(curl_socket_t fd, const http_sock *s) {
+    return (uint64_t)(uint32_t)fd | ((uint64_t)s->gen << 32);
+}
+
+/* Make fd's registration in the epoll set match events (0: out of the
+ * set). Costs a syscall only when it changes. An fd the set lost or kept
+ * behind our back (closed and reused) is handled by falling back between
+ * ADD and MOD. 0, or a negative errno. */
+static int sock_watch(fk_http *h, curl_socket_t fd, http_sock *s, uint32_t events) {
+    if (s->reg == events)
+        return 0;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.u64 = sock_key(fd, s);
+    int rc;
+    if (events == 0) {
+        rc = epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+        if (rc < 0 && (errno == ENOENT || errno == EBADF))
+            rc = 0;
+    } else if (s->reg == 0) {
+        rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev);
+        if (rc < 0 && errno == EEXIST)
+            rc = epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev);
+    } else {
+        rc = epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev);
+        if (rc < 0 && errno == ENOENT)
+            rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
+    if (rc < 0) {
+        int e = errno;
+        s->reg = 0;
+        return -e;
+    }
+    s->reg = events;
+    return 0;
+}
+
+static void handle_closed_cb(uv_handle_t *handle) {
     fk_http *h = handle->data;
     assert(h->open_handles > 0);
     h->open_handles--;
@@ -331,7 +369,7 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip,
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION: make the socket as curl would, and give it
- * its poll handle for life (see the top of this file). */
+ * a context for life (see the top of this file). */
 static curl_socket_t on_open_socket(void *userp, curlsocktype purpose,
                                     struct curl_sockaddr *addr) {
     fk_http *h = userp;
@@ -346,12 +384,14 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose,
     return fd;
 }
 
-/* CURLOPT_CLOSESOCKETFUNCTION: the poll handle goes first, then the fd. */
+/* CURLOPT_CLOSESOCKETFUNCTION: out of our epoll set first, then closed. */
 static int on_close_socket(void *userp, curl_socket_t fd) {
     fk_http *h = userp;
     http_sock *s = sock_find(h, fd);
-    if (s)
-        sock_close(h, s);
+    if (s) {
+        (void)sock_watch(h, fd, s, 0);  /* a failure: close drops it anyway */
+        s->live = 0;
+    }
     return close(fd);
 }
 
@@ -593,23 +633,40 @@ static void http_check_done(fk_http *h) {
 
 /* ---- curl <-> libuv glue ---- */
 
-static void on_poll(uv_poll_t *handle, int status, int events) {
-    http_sock *s = handle->data;
-    fk_http *h = s->h;
-    if (h->closing)
+/* libuv: our epoll set has ready sockets. Each goes to curl, unless it is
+ * stale (its fd was closed, or closed and reused, earlier in this batch) or
+ * parked (see the top of this file: it leaves the set). */
+static void on_epoll(uv_poll_t *handle, int status, int events) {
+    fk_http *h = handle->data;
+    struct epoll_event evs[HTTP_EPOLL_BATCH];
+    (void)events;
+    if (h->closing || status < 0)
         return;
-    int flags = 0;
-    if (status < 0) {
-        flags = CURL_CSELECT_ERR;
-    } else {
-        if (events & UV_READABLE)
+    int n = epoll_wait(h->epfd, evs, HTTP_EPOLL_BATCH, 0);
+    for (int i = 0; i < n && !h->closing; i++) {
+        curl_socket_t fd = (curl_socket_t)(uint32_t)evs[i].data.u64;
+        uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
+        uint32_t got = evs[i].events;
+        http_sock *s = sock_find(h, fd);
+        if (!s || s->gen != gen)
+            continue;
+        if (s->want == 0) {
+            (void)sock_watch(h, fd, s, 0);
+            continue;
+        }
+        int flags = 0;
+        if (got & (EPOLLERR | EPOLLHUP))
+            got |= s->want;     /* let curl find the error on its next I/O */
+        if (got & s->want & EPOLLIN)
             flags |= CURL_CSELECT_IN;
-        if (events & UV_WRITABLE)
+        if (got & s->want & EPOLLOUT)
             flags |= CURL_CSELECT_OUT;
+        if (!flags)
+            continue;
+        int running = 0;
+        curl_multi_socket_action(h->multi, fd, flags, &running);
+        http_check_done(h);
     }
-    int running = 0;
-    curl_multi_socket_action(h->multi, s->fd, flags, &running);
-    http_check_done(h);
 }
 
 static void on_timer(uv_timer_t *timer) {
@@ -634,34 +691,53 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
     return 0;
 }
 
-/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget one socket. A socket of
- * ours is only stopped on REMOVE (its keep-alive connection goes back to
- * curl's pool; on_close_socket closes the handle); any other socket is
- * closed, curl closes it right after. */
+/* CURLMOPT_SOCKETFUNCTION: watch, rewatch or forget one socket. On REMOVE
+ * a parkable socket stays in the set, watched for input (see the top of
+ * this file); any other leaves it, and one we did not open is forgotten, as
+ * curl closes it right after. */
 static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
                         void *socketp) {
     fk_http *h = userp;
     http_sock *s = sock_find(h, fd);
+    (void)easy;
+    (void)socketp;
 
     if (what == CURL_POLL_REMOVE) {
-        if (s && s->owned)
-            uv_poll_stop(&s->poll);
-        else if (s)
-            sock_close(h, s);
+        if (!s)
+            return 0;
+        s->want = 0;
+        if (s->parkable && s->reg && !h->closing) {
+            /* Park: watched for input only. Never re-added here: a socket
+             * that is not in the set any more was closed behind our back
+             * (curl 7.88 does after connect timeouts), and its fd number may
+             * be someone else's by now. */
+            if (s->reg != EPOLLIN) {
+                struct epoll_event ev;
+                memset(&ev, 0, sizeof(ev));
+                ev.events = EPOLLIN;
+                ev.data.u64 = sock_key(fd, s);
+                s->reg = epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? EPOLLIN : 0;
+            }
+        } else {
+            (void)sock_watch(h, fd, s, 0);
+            if (!s->owned)
+                s->live = 0;
+        }
         return 0;
     }
     if (h->closing)
         return 0;
     if (!s && !(s = sock_new(h, fd, 0)))
         return -1;
-    int events = 0;
+    uint32_t want = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= UV_READABLE;
+        want |= EPOLLIN;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= UV_WRITABLE;
-    if (uv_poll_start(&s->poll, events, on_poll) != 0)
-        return -1;
-    return 0;
+        want |= EPOLLOUT;
+    s->want = want;
+    if ((want & EPOLLIN) && s->owned)
+        s->parkable = 1;
+    return sock_watch(h, fd, s, want) < 0 ? -1 : 0;
 }
 
 /* ---- Request validation ---- */
@@ -840,9 +916,26 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
         free(h);
         return http_xlate(CURLE_OK, mc);
     }
+    h->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (h->epfd < 0) {
+        int e = errno;
+        curl_multi_cleanup(h->multi);
+        free(h);
+        return e == ENOMEM ? FK_ENOMEM : FK_EHTTP;
+    }
+    if (uv_poll_init(loop, &h->ep_poll, h->epfd) != 0 ||
+        uv_poll_start(&h->ep_poll, UV_READABLE, on_epoll) != 0) {
+        /* uv_poll_init registers nothing, and start cannot fail on an
+         * epoll fd; should either, close what exists. */
+        curl_multi_cleanup(h->multi);
+        close(h->epfd);
+        free(h);
+        return FK_EHTTP;
+    }
+    h->ep_poll.data = h;
     uv_timer_init(loop, &h->timer);     /* cannot fail */
     h->timer.data = h;
-    h->open_handles = 1;
+    h->open_handles = 2;
     *out = h;
     return 0;
 }
@@ -913,14 +1006,15 @@ void fk_http_close(fk_http *h, void (*done)(void *arg), void *arg) {
         r->closed_sent = 0;
         list_push(&cancelled, r);
     }
-    for (size_t fd = 0; fd < h->nsocks; fd++)
-        if (h->socks[fd])
-            sock_close(h, h->socks[fd]);
-    /* Closes curl's pooled connections through on_close_socket, which finds
-     * no context left and only closes the fds. */
+    /* Closes curl's pooled connections through on_close_socket. */
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
-    uv_close((uv_handle_t *)&h->timer, timer_close_cb);
+    uv_close((uv_handle_t *)&h->timer, handle_closed_cb);
+    /* uv_close stops the poll at once, so epfd may be closed right after;
+     * the sockets still in it are all closed by now. */
+    uv_close((uv_handle_t *)&h->ep_poll, handle_closed_cb);
+    close(h->epfd);
+    h->epfd = -1;
 
     while ((r = cancelled.head)) {
         list_unlink(&cancelled, r);

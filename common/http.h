@@ -1,7 +1,8 @@
 /* http.h -- asynchronous HTTP client: libcurl's multi interface driven by a
- * libuv loop (one uv_poll_t per socket curl hands us, one uv_timer_t for
- * curl's timeouts). No threads, no blocking calls, keep-alive connections,
- * http and https only, redirects never followed, TLS verified by default.
+ * libuv loop (curl's sockets in an epoll set of our own, which libuv watches
+ * as one fd; one uv_timer_t for curl's timeouts). No threads, no blocking
+ * calls, keep-alive connections, http and https only, redirects never
+ * followed, TLS verified by default. Linux only (epoll).
  *
  * Callback rule (as in libuv): a function that takes a callback and returns
  * 0 calls it exactly once, later, from the loop -- never from inside the

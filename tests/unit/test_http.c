@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -711,6 +712,72 @@ static void test_socket_churn(void **state) {
         }
     }
     assert_int_equal(fk_http_inflight(H), 0);
+}
+
+/* An idle keep-alive connection stays in the client's epoll set between
+ * requests ("parked"). When the server closes it -- with a FIN, or with a
+ * reset -- the client must neither spin on the level-triggered readiness
+ * (counted here as loop iterations over a quiet 300 ms) nor fail the next
+ * request: that one goes out on a new connection. */
+static int idle_iterations;
+static int quiet_over;
+
+static void idle_count_cb(uv_prepare_t *p) {
+    (void)p;
+    idle_iterations++;
+}
+
+static void quiet_cb(uv_timer_t *t) {
+    (void)t;
+    quiet_over = 1;
+}
+
+static void server_drops_idle(int reset) {
+    assert_non_null(S.conns);
+    if (reset) {
+        uv_os_fd_t fd;
+        assert_int_equal(uv_fileno((uv_handle_t *)&S.conns->tcp, &fd), 0);
+        struct linger l = {1, 0};
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)), 0);
+    }
+    conn_close(S.conns);
+
+    static uv_prepare_t count;  /* static: closed after this returns */
+    static uv_timer_t quiet;
+    uv_prepare_init(&loop, &count);
+    uv_timer_init(&loop, &quiet);
+    idle_iterations = 0;
+    quiet_over = 0;
+    uv_prepare_start(&count, idle_count_cb);
+    uv_timer_start(&quiet, quiet_cb, 300, 0);
+    run_until(&quiet_over, 1, 5000);
+    print_message("# %s on an idle connection: %d loop iterations in 300 ms\n",
+                  reset ? "RST" : "FIN", idle_iterations);
+    assert_true(idle_iterations < 50);  /* a spinning loop makes thousands */
+    uv_close((uv_handle_t *)&count, NULL);
+    uv_close((uv_handle_t *)&quiet, NULL);
+}
+
+static void test_parked_connection_dropped(void **state) {
+    (void)state;
+    make_client(4, 5000);
+    for (int round = 0; round < 2; round++) {
+        got g = {0};
+        assert_int_equal(request("GET", "/ok", NULL, &g), 0);
+        run_until(&g.calls, 1, 5000);
+        assert_int_equal(g.status, 200);
+        assert_int_equal(S.accepted, round + 1);
+
+        server_drops_idle(round);
+
+        got h = {0};
+        assert_int_equal(request("POST", "/ok", "again", &h), 0);
+        run_until(&h.calls, 1, 5000);
+        assert_int_equal(h.err, 0);
+        assert_int_equal(h.status, 200);
+        assert_string_equal(h.body, "hello POST again");
+        assert_int_equal(S.accepted, round + 2);   /* the next round drops it */
+    }
 }
 
 typedef struct counter {
@@ -1431,6 +1498,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_queue_time_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_without_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_churn, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parked_connection_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queueing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
