@@ -5,6 +5,7 @@
 #include "log.h"
 #include "state.h"
 
+#include <assert.h>
 #include <hiredis/hiredis.h>
 #include <nettle/sha1.h>
 #include <stdarg.h>
@@ -269,20 +270,72 @@ void fk_args_mem(fk_args *a, const char *s, size_t len) {
 
 void fk_args_str(fk_args *a, const char *s) { fk_args_mem(a, s, strlen(s)); }
 
-void fk_args_ll(fk_args *a, long long v) {
-    if (a->n >= FK_ARGS_MAX) abort();
-    int k = snprintf(a->num[a->n], sizeof(a->num[0]), "%lld", v);
-    fk_args_mem(a, a->num[a->n], (size_t)k);
+/* Write the decimal digits of v at p; returns the end. */
+static char *put_digits(char *p, unsigned long long v) {
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
 }
 
+void fk_args_ll(fk_args *a, long long v) {
+    if (a->n >= FK_ARGS_MAX) abort();
+    char *p = a->num[a->n];
+    unsigned long long u = (unsigned long long)v;
+    if (v < 0) {
+        *p++ = '-';
+        u = 0ULL - u;
+    }
+    char *end = put_digits(p, u);
+    *end = '\0';   /* a C string too, as callers and tests may read it */
+    fk_args_mem(a, a->num[a->n], (size_t)(end - a->num[a->n]));
+}
+
+/* One FCALL in flight, with its RESP text right after it (kept for the
+ * re-send when the function is missing). */
 typedef struct call {
     int id;
-    char *cmd;
-    size_t len;
     int resent;
+    size_t len;
     fk_redis_reply_cb cb;
     void *arg;
+    char cmd[];
 } call;
+
+/* The RESP encoding of argv (what redisFormatCommandArgv makes, without its
+ * sprintf per argument) in a new call; NULL when out of memory. */
+static call *call_new(int argc, const char **argv, const size_t *lens) {
+    char digits[20];
+    size_t cap = 1 + (size_t)(put_digits(digits, (unsigned long long)argc) - digits) + 2;
+    for (int i = 0; i < argc; i++)
+        cap += 1 + (size_t)(put_digits(digits, lens[i]) - digits) + 2 + lens[i] + 2;
+    call *c = malloc(sizeof(*c) + cap);
+    if (!c) return NULL;
+    char *p = c->cmd;
+    *p++ = '*';
+    p = put_digits(p, (unsigned long long)argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *p++ = '$';
+        p = put_digits(p, lens[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    c->len = (size_t)(p - c->cmd);
+    assert(c->len == cap);
+    c->resent = 0;
+    return c;
+}
 
 static void on_call(fk_redis *r, redisReply *reply, void *arg) {
     call *c = arg;
@@ -298,13 +351,12 @@ static void on_call(fk_redis *r, redisReply *reply, void *arg) {
             return;
     }
     if (c->cb) c->cb(r, reply, c->arg);
-    redisFreeCommand(c->cmd);
     free(c);
 }
 
 int fk_script_argv(int id, int nkeys, const fk_args *a, char *nk, const char **argv,
                    size_t *lens) {
-    snprintf(nk, 16, "%d", nkeys);
+    *put_digits(nk, nkeys > 0 ? (unsigned long long)nkeys : 0) = '\0';
     argv[0] = "FCALL";
     lens[0] = 5;
     argv[1] = fnames[id];
@@ -324,21 +376,12 @@ int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_re
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
     int argc = fk_script_argv(id, nkeys, a, nk, argv, lens);
-    call *c = calloc(1, sizeof(*c));
+    call *c = call_new(argc, argv, lens);
     if (!c) return FK_ENOMEM;
-    int len = redisFormatCommandArgv(&c->cmd, argc, argv, lens);
-    if (len < 0) {
-        free(c);
-        return FK_ENOMEM;
-    }
-    c->len = (size_t)len;
     c->id = id;
     c->cb = cb;
     c->arg = arg;
     int rc = fk_redis_formatted(r, on_call, c, c->cmd, c->len);
-    if (rc) {
-        redisFreeCommand(c->cmd);
-        free(c);
-    }
+    if (rc) free(c);
     return rc;
 }

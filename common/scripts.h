@@ -111,11 +111,6 @@ void fk_args_str(fk_args *a, const char *s);
 void fk_args_mem(fk_args *a, const char *s, size_t len);
 void fk_args_ll(fk_args *a, long long v);
 
-/* FCALL script id with a->v[0..nkeys) as KEYS and the rest as ARGV. When
- * Redis answers that the function does not exist, the library is loaded and
- * the call re-sent once (replies on one connection come in order, so the
- * load lands first), so cb sees the real result. Same callback contract as
- * fk_redis_command(). */
 /* The FCALL command for script id as an argument vector: "FCALL", the
  * function's name, nkeys (formatted into nk, size >= 16), then a's
  * strings. argv and lens need room for a->n + 3 entries; returns the count.
@@ -123,6 +118,11 @@ void fk_args_ll(fk_args *a, long long v);
 int fk_script_argv(int id, int nkeys, const fk_args *a, char *nk, const char **argv,
                    size_t *lens);
 
+/* FCALL script id with a->v[0..nkeys) as KEYS and the rest as ARGV. When
+ * Redis answers that the function does not exist, the library is loaded and
+ * the call re-sent once (replies on one connection come in order, so the
+ * load lands first), so cb sees the real result. Same callback contract as
+ * fk_redis_command(). */
 int fk_script_call(fk_redis *r, int id, int nkeys, const fk_args *a, fk_redis_reply_cb cb,
                    void *arg);
 
