@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -780,6 +781,72 @@ static void test_parked_connection_dropped(void **state) {
     }
 }
 
+/* Transfers that time out while connecting (a listener that never
+ * accepts: its backlog is full) end with curl closing their sockets -- curl
+ * 7.88 may do so without its close-socket callback -- and the fd numbers
+ * then go to other owners (here: socketpairs). None of that may confuse the
+ * client's socket bookkeeping: later requests on the same client work, and
+ * the loop does not spin. */
+static void test_connect_timeouts_then_fd_reuse(void **state) {
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    socklen_t alen = sizeof(a);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    char u[128];
+    snprintf(u, sizeof(u), "http://127.0.0.1:%d/never", ntohs(a.sin_port));
+
+    make_client(16, 300);
+    enum { NT = 8, NOK = 40, NPAIRS = 12 };
+    got t[NT];
+    memset(t, 0, sizeof(t));
+    for (int i = 0; i < NT; i++) {
+        in_call = 1;
+        assert_int_equal(fk_http_request(H, "POST", u, NULL, "{}", 2, got_cb, &t[i]), 0);
+        in_call = 0;
+    }
+    run_until(&total_calls, NT, 5000);
+    int unsent = 0;
+    for (int i = 0; i < NT; i++) {
+        assert_int_equal(t[i].calls, 1);
+        assert_int_equal(t[i].err, FK_ETIMEOUT);
+        unsent += !t[i].maybe_sent;
+    }
+    print_message("# %d of %d requests timed out before connecting\n", unsent, NT);
+    assert_true(unsent >= NT - 2);  /* the backlog takes one or two */
+
+    int pairs[NPAIRS][2];
+    for (int i = 0; i < NPAIRS; i++)
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]), 0);
+    /* a peer that is readable at once: were one of these fds still in the
+     * client's set, it would be reported ready over and over */
+    for (int i = 0; i < NPAIRS; i++)
+        assert_int_equal(write(pairs[i][1], "x", 1), 1);
+
+    static got ok[NOK];
+    memset(ok, 0, sizeof(ok));
+    for (int i = 0; i < NOK; i++)
+        assert_int_equal(request("GET", "/ok", NULL, &ok[i]), 0);
+    run_until(&total_calls, NT + NOK, 10000);
+    for (int i = 0; i < NOK; i++) {
+        assert_int_equal(ok[i].err, 0);
+        assert_int_equal(ok[i].status, 200);
+    }
+    server_drops_idle(0);   /* and the loop is quiet afterwards */
+
+    for (int i = 0; i < NPAIRS; i++) {
+        close(pairs[i][0]);
+        close(pairs[i][1]);
+    }
+    close(lfd);
+}
+
 typedef struct counter {
     int calls;
     int ok;
@@ -1499,6 +1566,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_closed_without_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_churn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parked_connection_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeouts_then_fd_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queueing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
