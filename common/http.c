@@ -48,10 +48,10 @@
 #include <assert.h>
 #include <curl/curl.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <errno.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -923,10 +923,8 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
         free(h);
         return e == ENOMEM ? FK_ENOMEM : FK_EHTTP;
     }
-    if (uv_poll_init(loop, &h->ep_poll, h->epfd) != 0 ||
-        uv_poll_start(&h->ep_poll, UV_READABLE, on_epoll) != 0) {
-        /* uv_poll_init registers nothing, and start cannot fail on an
-         * epoll fd; should either, close what exists. */
+    if (uv_poll_init(loop, &h->ep_poll, h->epfd) != 0) {
+        /* a failed uv_poll_init leaves no handle in the loop */
         curl_multi_cleanup(h->multi);
         close(h->epfd);
         free(h);
@@ -936,6 +934,12 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
     uv_timer_init(loop, &h->timer);     /* cannot fail */
     h->timer.data = h;
     h->open_handles = 2;
+    if (uv_poll_start(&h->ep_poll, UV_READABLE, on_epoll) != 0) {
+        /* Not seen with libuv 1.44; the handles exist now, so h is closed
+         * (and freed from the loop) the normal way. */
+        fk_http_close(h, NULL, NULL);
+        return FK_EHTTP;
+    }
     *out = h;
     return 0;
 }
