@@ -259,8 +259,11 @@ static uint64_t sock_key(curl_socket_t fd, const http_sock *s) {
 /* Make fd's registration in the epoll set match events (0: out of the
  * set). Costs a syscall only when it changes. An fd the set lost or kept
  * behind our back (closed and reused) is handled by falling back between
- * ADD and MOD. 0, or a negative errno. */
-static int sock_watch(fk_http *h, curl_socket_t fd, http_sock *s, uint32_t events) {
+ * ADD and MOD -- except that with readd 0 an fd the set lost stays out (see
+ * parking in curl_sock_cb). 0, or a negative errno (then s is out of the
+ * set as far as we know). */
+static int sock_watch(fk_http *h, curl_socket_t fd, http_sock *s, uint32_t events,
+                      int readd) {
     if (s->reg == events)
         return 0;
     struct epoll_event ev;
@@ -278,7 +281,7 @@ static int sock_watch(fk_http *h, curl_socket_t fd, http_sock *s, uint32_t event
             rc = epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev);
     } else {
         rc = epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev);
-        if (rc < 0 && errno == ENOENT)
+        if (rc < 0 && errno == ENOENT && readd)
             rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev);
     }
     if (rc < 0) {
@@ -389,7 +392,7 @@ static int on_close_socket(void *userp, curl_socket_t fd) {
     fk_http *h = userp;
     http_sock *s = sock_find(h, fd);
     if (s) {
-        (void)sock_watch(h, fd, s, 0);  /* a failure: close drops it anyway */
+        (void)sock_watch(h, fd, s, 0, 0);  /* a failure: close drops it anyway */
         s->live = 0;
     }
     return close(fd);
@@ -651,7 +654,7 @@ static void on_epoll(uv_poll_t *handle, int status, int events) {
         if (!s || s->gen != gen)
             continue;
         if (s->want == 0) {
-            (void)sock_watch(h, fd, s, 0);
+            (void)sock_watch(h, fd, s, 0, 0);
             continue;
         }
         int flags = 0;
@@ -711,15 +714,9 @@ static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
              * that is not in the set any more was closed behind our back
              * (curl 7.88 does after connect timeouts), and its fd number may
              * be someone else's by now. */
-            if (s->reg != EPOLLIN) {
-                struct epoll_event ev;
-                memset(&ev, 0, sizeof(ev));
-                ev.events = EPOLLIN;
-                ev.data.u64 = sock_key(fd, s);
-                s->reg = epoll_ctl(h->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? EPOLLIN : 0;
-            }
+            (void)sock_watch(h, fd, s, EPOLLIN, 0);
         } else {
-            (void)sock_watch(h, fd, s, 0);
+            (void)sock_watch(h, fd, s, 0, 0);
             if (!s->owned)
                 s->live = 0;
         }
@@ -737,7 +734,7 @@ static int curl_sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
     s->want = want;
     if ((want & EPOLLIN) && s->owned)
         s->parkable = 1;
-    return sock_watch(h, fd, s, want) < 0 ? -1 : 0;
+    return sock_watch(h, fd, s, want, 1) < 0 ? -1 : 0;
 }
 
 /* ---- Request validation ---- */

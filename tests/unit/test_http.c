@@ -12,6 +12,7 @@
  * Every callback checks that it is not called from inside the
  * fk_http_request / fk_gateway_* / fk_webhook_send call that started it, and
  * every test ends with uv_loop_close() == 0. */
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
