@@ -540,17 +540,37 @@ static int load_work(fk_job *j, const redisReply *r) {
     return j->state == FK_ST_NONE ? FK_EPROTO : 0;
 }
 
+/* Parse accept's answer for a record it just wrote: {'new', charge,
+ * pay_status, payment_id}. The rest is the entry's, already in the job. */
+static int load_new(fk_job *j, const redisReply *r) {
+    if (r->elements < 4) return FK_EPROTO;
+    j->state = FK_ST_PROCESSING;
+    snprintf(j->fence, sizeof(j->fence), "1");
+    snprintf(j->charge, sizeof(j->charge), "%s", elem(r, 1)[0] ? elem(r, 1) : "none");
+    j->attempts = 0;
+    j->polls = 0;
+    snprintf(j->pay_status, sizeof(j->pay_status), "%s", elem(r, 2));
+    snprintf(j->payment_id, sizeof(j->payment_id), "%s", elem(r, 3));
+    j->sent_now = j->send && strcmp(j->charge, "sent") == 0;
+    return 0;
+}
+
+/* A reply that gave the job its order (load_work, load_new): carry it on,
+ * or leave the entry pending if the reply was not understood. */
+static void work_loaded(fk_job *j, int rc) {
+    if (rc) {
+        fk_error("job.redis", oid(j), "work reply not loaded (%s); entry %s stays pending",
+                 fk_strerror(rc), j->entry_id);
+        finish(j, FK_JOB_ABANDONED);
+        return;
+    }
+    run_work(j);
+}
+
 /* Common handling of fk_take / fk_work answers (accept, resume). */
 static void on_take(fk_job *j, redisReply *reply, const char *st) {
     if (strcmp(st, "work") == 0) {
-        int rc = load_work(j, reply);
-        if (rc) {
-            fk_error("job.redis", oid(j), "work reply not loaded (%s); entry %s stays pending",
-                     fk_strerror(rc), j->entry_id);
-            finish(j, FK_JOB_ABANDONED);
-            return;
-        }
-        run_work(j);
+        work_loaded(j, load_work(j, reply));
         return;
     }
     if (strcmp(st, "busy") == 0) {
@@ -621,6 +641,8 @@ static void on_accept(fk_redis *r, redisReply *reply, void *arg) {
     } else if (strcmp(st, "failed") == 0) {
         fk_info("order.final", oid(j), "failed: %s", elem(reply, 1));
         finish(j, FK_JOB_SETTLED);
+    } else if (strcmp(st, "new") == 0) {
+        work_loaded(j, load_new(j, reply));
     } else if (strcmp(st, "dup") == 0) {
         char owner[FK_ORDER_ID_MAX + 1];
         snprintf(owner, sizeof(owner), "%s", elem(reply, 1));

@@ -26,7 +26,10 @@
 -- (The buyer's messages come from the prelude, FK_MSG / FK_RMSG: they are
 -- the same on every call, and each argument costs Redis a string.)
 -- Returns {'dup', owner} | {'conflict', state} | {'completed', codes} |
---         {'failed', reason[, message]} | fk_take's answers | fk_work's answer
+--         {'failed', reason[, message]} | fk_take's answers (an existing
+--         order) | {'new', charge, pay_status, payment_id} (a new record
+--         held under this call's lease; charge 'sent' means this call
+--         recorded it: the POST follows)
 local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, wkey, ckey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
   KEYS[11]
@@ -129,17 +132,9 @@ redis.call('HSET', okey, unpack(rec))
 -- a payment that came first left a stub (pay_status) with a TTL
 if cur[6] then redis.call('PERSIST', okey) end
 redis.call('ZADD', akey, string.format('%d', now + tonumber(ARGV[15])), oid)
--- fk_work's answer from what was just written and the stub's fields read
--- above, without reading the record back (any field this does not know:
--- read it back after all)
-local known = {state = FK_ST.PROCESSING, fence = '1', charge = charge, attempts = '0',
-  idem = implicit and '' or ARGV[4], sku = ARGV[5], qty = ARGV[6], amount = ARGV[7],
-  currency = ARGV[8], buyer = ARGV[9], pay_status = cur[6] or '', payment_id = cur[7] or '',
-  polls = '', resv = codes}
-local out = {'work'}
-for i, f in ipairs(FK_WORK_FIELDS) do
-  if known[f] == nil then return fk_work(okey) end
-  out[i + 1] = known[f]
-end
-if charge == 'sent' then out[#out + 1] = '1' end
-return out
+-- A new record: the worker sent every field of it but what this call
+-- decided, so only those come back (a reply element costs Redis a table
+-- read and a bulk string, the worker a parse): the charge, and the payment
+-- a stub may have reported. The rest is what fk_work would say of a new
+-- record: processing, fence 1, attempts 0, no polls, the entry's fields.
+return {'new', charge, cur[6] or '', cur[7] or ''}
