@@ -61,11 +61,16 @@ int fk_transition_args(fk_tr_args *c, const fk_config *cfg, const fk_keys *keys,
     fk_args_str(ap, t->extra_field && t->extra_value ? t->extra_value : "");
     fk_args_ll(ap, cfg->order_ttl_s * 1000);
     fk_args_ll(ap, cfg->payment_ttl_s * 1000);
-    fk_args_str(ap, t->operator_name ? t->operator_name : "");
-    fk_args_str(ap, t->operator_name && t->note ? t->note : "");
-    fk_args_ll(ap, cfg->buyer_cool_failures);
-    fk_args_ll(ap, cfg->buyer_cool_window_s);
-    fk_args_ll(ap, cfg->buyer_cool_s);
+    /* 19-23 only where they count (an operator's action, a failure that
+     * may count toward a cooldown): transition.lua reads them as absent
+     * otherwise, and each argument costs Redis a Lua string */
+    if (t->operator_name || t->to == FK_ST_FAILED) {
+        fk_args_str(ap, t->operator_name ? t->operator_name : "");
+        fk_args_str(ap, t->operator_name && t->note ? t->note : "");
+        fk_args_ll(ap, cfg->buyer_cool_failures);
+        fk_args_ll(ap, cfg->buyer_cool_window_s);
+        fk_args_ll(ap, cfg->buyer_cool_s);
+    }
     c->nkeys = nkeys;
     return 0;
 }

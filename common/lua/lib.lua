@@ -114,6 +114,21 @@ local FK_COMPLETED_DROP = {'reason', 'charge'}
 local FK_NO_CLAIM = {[FK_R.DUPLICATE] = true, [FK_R.IDEMPOTENCY_CONFLICT] = true,
   [FK_R.INVALID_ORDER] = true, [FK_R.RATE_LIMITED] = true}
 
+-- A transition's ops string as a set ({D = true, ...}), made once per
+-- distinct string and kept for the library's life (a table and a closure
+-- per call were garbage on the hot path). The callers are faka's own code,
+-- with a handful of distinct strings; past 64 of them a set is made per call
+-- and not kept. A set from here is shared: read it, never change it.
+local FK_OPS, fk_ops_n = {}, 0
+local function fk_ops(ops)
+  local set = FK_OPS[ops]
+  if set then return set end
+  set = {}
+  for i = 1, #ops do set[string.sub(ops, i, i)] = true end
+  if fk_ops_n < 64 then FK_OPS[ops], fk_ops_n = set, fk_ops_n + 1 end
+  return set
+end
+
 -- What a worker needs to carry an order on (see pipeline.c, WORK_*).
 local FK_WORK_FIELDS = {'state', 'fence', 'charge', 'attempts', 'idem', 'sku', 'qty',
   'amount', 'currency', 'buyer', 'pay_status', 'payment_id', 'polls', 'resv'}

@@ -38,10 +38,8 @@ local h = redis.call('HMGET', okey, 'state', 'fence', 'resv', 'qty', 'attempts',
 if (h[1] or '') ~= ARGV[4] or (ARGV[3] ~= '' and h[2] ~= ARGV[3]) then
   return {'stale', h[1] or '', h[2] or ''}
 end
--- the ops as a set, made once (a string.find per test costs more)
-local op = {}
-for i = 1, #ops do op[string.sub(ops, i, i)] = true end
-local function has(c) return op[c] == true end
+-- the ops as a set (lib.lua fk_ops; a string.find per test costs more)
+local op = fk_ops(ops)
 local now = fk_now()
 -- The record's fields are written with one HSET (hs) after one HDEL (hd):
 -- fewer calls, and few Lua tables (garbage makes every script slower).
@@ -52,27 +50,27 @@ local done = to == FK_ST.COMPLETED
 local hs = {'state', to, 'message', ARGV[7], 'updated_at', snow}
 local hd
 if done then
-  hd = {unpack(FK_COMPLETED_DROP)} -- see lib.lua
+  hd = {FK_COMPLETED_DROP[1], FK_COMPLETED_DROP[2]} -- see lib.lua
   if h[2] == '1' then hd[#hd + 1] = 'fence' end
 else
   hs[#hs + 1], hs[#hs + 2] = 'reason', ARGV[6]
 end
 
 local took = false
-if has('S') and not h[3] then
+if op.S and not h[3] then
   local qty = tonumber(h[4] or '0') or 0
   local avail = redis.call('LLEN', skey)
   if qty < 1 or avail < qty then return {'nostock', avail} end
   h[3] = cjson.encode(redis.call('LPOP', skey, h[4]))
   took = true
 end
-if has('D') then
+if op.D then
   if not h[3] then return {'noresv'} end
   hs[#hs + 1] = 'codes'
   hs[#hs + 1] = h[3]
   hd = hd or {}
   hd[#hd + 1] = 'resv'
-elseif has('L') and h[3] then
+elseif op.L and h[3] then
   local codes = cjson.decode(h[3])
   if #codes > 0 then redis.call('RPUSH', skey, unpack(codes)) end
   hd = hd or {}
@@ -81,7 +79,7 @@ elseif took then
   hs[#hs + 1] = 'resv'
   hs[#hs + 1] = h[3]
 end
-if has('F') then h[2] = tostring(redis.call('HINCRBY', okey, 'fence', 1)) end
+if op.F then h[2] = tostring(redis.call('HINCRBY', okey, 'fence', 1)) end
 
 if ARGV[10] ~= '' and not done then hs[#hs + 1] = 'charge'; hs[#hs + 1] = ARGV[10] end
 if ARGV[11] ~= '' then hs[#hs + 1] = 'payment_id'; hs[#hs + 1] = ARGV[11] end
@@ -99,8 +97,8 @@ if operator ~= '' then
     hs[#hs + 1] = v
   end
 end
-if has('N') then hs[#hs + 1] = 'notify'; hs[#hs + 1] = 'pending' end
-if has('K') then
+if op.N then hs[#hs + 1] = 'notify'; hs[#hs + 1] = 'pending' end
+if op.K then
   hs[#hs + 1] = 'lease_until'
   hs[#hs + 1] = string.format('%d', now + tonumber(ARGV[14]))
 else
@@ -113,28 +111,28 @@ end
 if hd then redis.call('HDEL', okey, unpack(hd)) end
 redis.call('HSET', okey, unpack(hs))
 
-if has('R') then
+if op.R then
   redis.call('HINCRBY', okey, 'attempts', 1)
   redis.call('HSETNX', okey, 'first_fail_at', snow)
   redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
   fk_count(stats, minute, 'retries', 1)
 end
-if has('W') then
+if op.W then
   redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
   fk_count(stats, minute, 'deferred', 1)
 end
-if has('P') then
+if op.P then
   redis.call('HINCRBY', okey, 'polls', 1)
   redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
 end
-if has('Q') then redis.call('XADD', stream, '*', 'retry', oid .. '@' .. snow) end
-if has('V') then redis.call('ZADD', vkey, snow, oid) end
-if has('N') then redis.call('ZADD', nkey, snow, oid) end
+if op.Q then redis.call('XADD', stream, '*', 'retry', oid .. '@' .. snow) end
+if op.V then redis.call('ZADD', vkey, snow, oid) end
+if op.N then redis.call('ZADD', nkey, snow, oid) end
 if FK_FINAL[to] then
   -- the lease is dropped (no K) and attempts / first_fail_at are as read
   -- (no R, no extra field over them): fk_finalize need not read them again
   local known
-  if not has('K') and not has('R') and ARGV[15] ~= 'attempts' and
+  if not op.K and not op.R and ARGV[15] ~= 'attempts' and
       ARGV[15] ~= 'first_fail_at' then
     known = {h[5], h[6]}
   end
@@ -156,5 +154,5 @@ if FK_FINAL[ARGV[4]] and ARGV[4] ~= FK_ST.MANUAL_REVIEW and to ~= ARGV[4] then
   fk_count(stats, minute, 'reopened', 1)
 end
 if ARGV[4] == FK_ST.MANUAL_REVIEW and to ~= ARGV[4] then redis.call('ZREM', vkey, oid) end
-if has('A') then fk_ack(stream, ARGV[1], ARGV[2]) end
+if op.A then fk_ack(stream, ARGV[1], ARGV[2]) end
 return {'ok', h[2] or ''}
