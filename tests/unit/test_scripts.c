@@ -820,6 +820,36 @@ static void t_transition_stale(void **state) {
     assert_unchanged(before);
 }
 
+/* The ops set is kept per distinct ops string, up to 64 of them (lib.lua
+ * fk_ops); past that each call makes its own. Either way a call acts on its
+ * own letters only: K keeps the lease, its absence drops it. */
+static void t_transition_ops_many(void **state) {
+    (void)state;
+    seed_order("A1", "processing", "1", NULL);
+    char ops[128];
+    tr t = {.oid = "A1", .fence = "1", .from = "processing", .to = "processing", .ops = ops};
+    for (int i = 0; i < 80; i++) {
+        /* K plus i letters no op uses: 80 distinct strings, alternately
+         * with and without K */
+        int keep = i % 2 == 0;
+        int n = snprintf(ops, sizeof(ops), "%s", keep ? "K" : "");
+        for (int k = 0; k < i; k++) ops[n++] = 'z';
+        ops[n] = '\0';
+        assert_string_equal(transition(&t), "['ok','1']");
+        if (keep)
+            assert_true(atoll(hget("A1", "lease_until") + 1) > 0);
+        else
+            assert_string_equal(hget("A1", "lease_until"), "nil");
+    }
+    /* the first strings again, cached: still their own letters */
+    snprintf(ops, sizeof(ops), "K");
+    assert_string_equal(transition(&t), "['ok','1']");
+    assert_true(atoll(hget("A1", "lease_until") + 1) > 0);
+    snprintf(ops, sizeof(ops), "z");
+    assert_string_equal(transition(&t), "['ok','1']");
+    assert_string_equal(hget("A1", "lease_until"), "nil");
+}
+
 static void t_transition_release(void **state) {
     (void)state;
     seed_order("A1", "processing", "3", "[\"c1\",\"c2\"]");
@@ -1499,6 +1529,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(t_args_overflow),
         cmocka_unit_test_setup(t_args_binary, flush),
         cmocka_unit_test_setup(t_transition_stale, flush),
+        cmocka_unit_test_setup(t_transition_ops_many, flush),
         cmocka_unit_test_setup(t_transition_release, flush),
         cmocka_unit_test_setup(t_transition_deliver, flush),
         cmocka_unit_test_setup(t_transition_retry, flush),
