@@ -129,7 +129,7 @@ local function fk_ops(ops)
   return set
 end
 
--- What a worker needs to carry an order on (see pipeline.c, WORK_*).
+-- What a worker needs to carry an order on (read by pipeline.c load_work).
 local FK_WORK_FIELDS = {'state', 'fence', 'charge', 'attempts', 'idem', 'sku', 'qty',
   'amount', 'currency', 'buyer', 'pay_status', 'payment_id', 'polls', 'resv'}
 
