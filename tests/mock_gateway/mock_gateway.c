@@ -513,6 +513,7 @@ struct charge {
     enum cstatus status, pending_then;
     uint32_t charges;        /* times money was taken for this key (<= 1) */
     uint32_t posts, gets;
+    uint32_t throttled;      /* 429 answers (each says Retry-After: 1) */
     uint8_t *script;         /* queue of enum res */
     uint32_t script_head, script_len, script_cap;
 };
@@ -606,6 +607,7 @@ static struct mg {
     struct htab ledger, orders, hooks;
     uint64_t next_id, keys_seen, charges_succeeded, double_charges,
              double_orders, pending_count;
+    uint32_t max_throttled;       /* the most 429 answers one key got */
     struct stats st;
     struct conn *conns;           /* every open connection */
     struct sbuf tmp;              /* scratch for response bodies */
@@ -638,6 +640,7 @@ static void state_reset(uint64_t seed)
     htab_clear(&mg.hooks, hook_fini);
     mg.next_id = mg.keys_seen = mg.charges_succeeded = 0;
     mg.double_charges = mg.double_orders = mg.pending_count = 0;
+    mg.max_throttled = 0;
     mg.faults = faults_default;
     mg.outage_until = 0;
     mg.outage_mode = RES_503;
@@ -1381,9 +1384,14 @@ static void on_connection(uv_stream_t *server, int status)
  * ------------------------------------------------------------------------- */
 
 /* Answer a transient failure (429/500/503/timeout/reset/lost/garbage) or
- * an outage of that mode. No ledger change here. */
-static void gw_fail(struct conn *c, enum res r)
+ * an outage of that mode for key ch (NULL: a GET for an unknown key). The
+ * ledger only counts the 429s: each one is a second the client must wait
+ * before it may try again, so the key's count is a floor under how long the
+ * order can have taken. */
+static void gw_fail(struct conn *c, struct charge *ch, enum res r)
 {
+    if (r == RES_429 && ch && ++ch->throttled > mg.max_throttled)
+        mg.max_throttled = ch->throttled;
     switch (r) {
     case RES_429:
         reply(c, 429, "application/json", "Retry-After: 1\r\n",
@@ -1512,7 +1520,7 @@ static uint64_t gw_post(struct conn *c)
         mg.keys_seen++;
     if (outage_active()) {
         mg.st.post[RES_OUTAGE]++;
-        gw_fail(c, mg.outage_mode);
+        gw_fail(c, ch, mg.outage_mode);
         return delay;
     }
     st = charge_req_parse(c, &root, &req, &why);
@@ -1536,7 +1544,7 @@ static uint64_t gw_post(struct conn *c)
         }
         if ((t == RES_GARBAGE || t == RES_LOST) && ch->status == CS_NONE)
             charge_record(ch, &req, CS_SUCCEEDED);
-        gw_fail(c, t);
+        gw_fail(c, ch, t);
         goto out;
     }
     if (ch->status != CS_NONE) {
@@ -1582,14 +1590,14 @@ static uint64_t gw_get(struct conn *c, const char *raw, size_t rawlen)
         ch->gets++;
     if (outage_active()) {
         mg.st.get[RES_OUTAGE]++;
-        gw_fail(c, mg.outage_mode);
+        gw_fail(c, ch, mg.outage_mode);
         return delay;
     }
     if (mg.faults.faults_on_get) {
         enum res t = draw_transient(rng_unit(&mg.rng_get));
         if (t != RES_NONE) {
             mg.st.get[t]++;
-            gw_fail(c, t);
+            gw_fail(c, ch, t);
             return delay;
         }
     }
@@ -2013,6 +2021,8 @@ static void ctl_ledger(struct conn *c, const char *q, size_t qlen)
     sb_u64(b, mg.st.post_total);
     sb_puts(b, ",\"gets\":");
     sb_u64(b, mg.st.get_total);
+    sb_puts(b, ",\"max_throttled\":");
+    sb_u64(b, mg.max_throttled);
     sb_puts(b, ",\"double_charged_order_ids\":[");
     for (size_t k = 0; k < mg.orders.n && mg.double_orders; k++) {
         const struct order *o = (const struct order *)(const void *)mg.orders.nodes[k];
@@ -2055,6 +2065,8 @@ static void ctl_ledger(struct conn *c, const char *q, size_t qlen)
             sb_u64(b, ch->posts);
             sb_puts(b, ",\"gets\":");
             sb_u64(b, ch->gets);
+            sb_puts(b, ",\"throttled\":");
+            sb_u64(b, ch->throttled);
             if (ch->script_len) {
                 sb_puts(b, ",\"scripted\":");
                 sb_u64(b, ch->script_len);

@@ -128,11 +128,17 @@ check "script lost: connection closed without answer (curl 52)" "$?" 52
 R=$(post_charge s1 '{"order_id":"S1","amount":10}')
 check_match "script ok after lost: the charge that was lost" "$R" '^200 \{"id":"ch_[0-9]+","status":"succeeded"\}$'
 L=$(ledger)
-check_match "ledger entry s1: one charge, three posts" "$L" '"s1":\{"id":"ch_[0-9]+","order_id":"S1","amount":10,"currency":"","status":"succeeded","charges":1,"posts":3,"gets":0\}'
+check_match "ledger entry s1: one charge, three posts" "$L" '"s1":\{"id":"ch_[0-9]+","order_id":"S1","amount":10,"currency":"","status":"succeeded","charges":1,"posts":3,"gets":0,"throttled":0\}'
 
 ctl /_script '{"key":"s2","outcomes":["429"]}'
 H=$(curl -s -m 5 -i -X POST "$B/charges" -H 'Idempotency-Key: s2' --data-binary '{"order_id":"S2","amount":1}' | tr -d '\r')
 check_match "429 carries Retry-After: 1" "$H" 'HTTP/1.1 429.*Retry-After: 1'
+check "ledger: max_throttled counts the 429" "$(field "$(ledger)" max_throttled)" 1
+ctl /_script '{"key":"s2b","outcomes":["429","503","429","429","ok"]}'
+for _ in 1 2 3 4 5; do post_charge s2b '{"order_id":"S2b","amount":1}' >/dev/null; done
+L=$(ledger)
+check_match "ledger entry s2b: three 429s among five posts" "$L" '"s2b":\{[^}]*"posts":5,"gets":0,"throttled":3\}'
+check "ledger: max_throttled is the most one key got" "$(field "$L" max_throttled)" 3
 ctl /_script '{"key":"s3","outcomes":["decline"]}'
 check "script decline: 402" "$(post_charge s3 '{"order_id":"S3","amount":1}')" '402 {"status":"declined","reason":"insufficient_funds"}'
 check "declined replays as declined" "$(post_charge s3 '{"order_id":"S3","amount":1}' | cut -c1-3)" 402
