@@ -96,7 +96,8 @@ local rec = {'state', FK_ST.PROCESSING, 'message', FK_MSG[FK_ST.PROCESSING],
 if not implicit then rec[#rec + 1], rec[#rec + 2] = 'idem', ARGV[4] end
 local fresh = {'0', false}
 
-if redis.call('LLEN', skey) < qty then
+local got = fk_reserve(skey, ARGV[6], qty)
+if not got then
   rec[2], rec[4] = FK_ST.FAILED, FK_RMSG[FK_R.OUT_OF_STOCK]
   local n = #rec
   rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', FK_R.OUT_OF_STOCK, 'fence', '1'
@@ -106,7 +107,7 @@ if redis.call('LLEN', skey) < qty then
   fk_ack(stream, group, entry)
   return {'failed', FK_R.OUT_OF_STOCK}
 end
-local codes = cjson.encode(redis.call('LPOP', skey, ARGV[6]))
+local codes = cjson.encode(got)
 
 if ARGV[11] == 'paid' then
   rec[2], rec[4] = FK_ST.COMPLETED, FK_MSG[FK_ST.COMPLETED]

@@ -40,6 +40,23 @@ local function fk_count(stats, minute, field, n)
   fk_minute(minute, field, n)
 end
 
+-- Reserve qty codes (qty_s: the same count as the string Redis is sent)
+-- from the head of a stock list, all or none. LPOP takes what there is, up
+-- to qty: one command on the hot path where LLEN + LPOP were two. A
+-- shortfall is pushed back where it was, in its order (rare: the SKU is out
+-- of stock). Returns the codes, or nil and how many the list held.
+local function fk_reserve(skey, qty_s, qty)
+  local got = redis.call('LPOP', skey, qty_s)
+  if not got then return nil, 0 end
+  if #got < qty then
+    local back = {}
+    for i = #got, 1, -1 do back[#back + 1] = got[i] end
+    redis.call('LPUSH', skey, unpack(back))
+    return nil, #got
+  end
+  return got
+end
+
 -- An order reached a final state: count it (totals, failures by reason,
 -- retry-count distribution, retry duration), drop its lease, and let a
 -- settled record expire after the retention (never one waiting for review).

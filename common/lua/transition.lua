@@ -59,9 +59,10 @@ end
 local took = false
 if op.S and not h[3] then
   local qty = tonumber(h[4] or '0') or 0
-  local avail = redis.call('LLEN', skey)
-  if qty < 1 or avail < qty then return {'nostock', avail} end
-  h[3] = cjson.encode(redis.call('LPOP', skey, h[4]))
+  if qty < 1 then return {'nostock', redis.call('LLEN', skey)} end
+  local got, avail = fk_reserve(skey, h[4], qty)
+  if not got then return {'nostock', avail} end
+  h[3] = cjson.encode(got)
   took = true
 end
 if op.D then

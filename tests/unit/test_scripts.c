@@ -885,6 +885,34 @@ static void t_transition_release(void **state) {
     assert_string_equal(stock(), "['c9','c1','c2']");
 }
 
+/* S: reserve qty codes when the order holds none, all or none. A shortfall
+ * answers {'nostock', codes there are} and leaves the list as it was, in its
+ * order; with enough, the head of the list becomes the reservation. */
+static void t_transition_reserve(void **state) {
+    (void)state;
+    seed_order("A1", "failed", "4", NULL); /* qty 2 */
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    tr t = {.oid = "A1", .fence = "4", .from = "failed", .to = "processing", .ops = "SK"};
+    char *before = snapshot();
+    assert_string_equal(transition(&t), "['nostock',0]"); /* no list at all */
+    assert_unchanged(before);
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s c1", g_skey));
+    before = snapshot();
+    assert_string_equal(transition(&t), "['nostock',1]");
+    assert_unchanged(before);
+    assert_string_equal(stock(), "['c1']");
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s c2 c3", g_skey));
+    assert_string_equal(transition(&t), "['ok','4']");
+    assert_string_equal(hget("A1", "resv"), "'[\"c1\",\"c2\"]'");
+    assert_string_equal(hget("A1", "state"), "'processing'");
+    assert_string_equal(stock(), "['c3']");
+    /* held already: S takes nothing more */
+    tr u = {.oid = "A1", .fence = "4", .from = "processing", .to = "processing", .ops = "SK"};
+    assert_string_equal(transition(&u), "['ok','4']");
+    assert_string_equal(hget("A1", "resv"), "'[\"c1\",\"c2\"]'");
+    assert_string_equal(stock(), "['c3']");
+}
+
 static void t_transition_deliver(void **state) {
     (void)state;
     seed_order("A1", "processing", "5", "[\"c1\",\"c2\"]");
@@ -1275,13 +1303,14 @@ static void t_accept_paid(void **state) {
 
 static void t_accept_out_of_stock(void **state) {
     (void)state;
-    load_stock("sku1", 1);
+    load_stock("sku1", 3);
     char id[64];
     pending_entry(id, sizeof(id), "order", "{}");
-    acc x = {.entry = id, .oid = "A2", .idem = "k2", .sku = "sku1", .qty = 2, .amount = 10,
+    acc x = {.entry = id, .oid = "A2", .idem = "k2", .sku = "sku1", .qty = 5, .amount = 10,
              .mode = "paid"};
     assert_string_equal(accept_(&x), "['failed','out_of_stock']");
-    assert_string_equal(stock(), "['sku1-c1']"); /* untouched */
+    /* untouched: the shortfall the reservation popped is back, in order */
+    assert_string_equal(stock(), "['sku1-c1','sku1-c2','sku1-c3']");
     assert_string_equal(hget("A2", "state"), "'failed'");
     assert_string_equal(hget("A2", "reason"), "'out_of_stock'");
     /* the sentence of state.h, through the library's prelude */
@@ -1299,6 +1328,12 @@ static void t_accept_out_of_stock(void **state) {
     acc y = {.entry = id, .oid = "A3", .idem = "k3", .sku = "nothing", .qty = 1, .amount = 10,
              .mode = "charge"};
     assert_string_equal(accept_(&y), "['failed','out_of_stock']");
+    /* exactly enough: all three codes are taken, the list is gone */
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc z = {.entry = id, .oid = "A4", .idem = "A4", .sku = "sku1", .qty = 3, .amount = 10,
+             .mode = "paid"};
+    assert_string_equal(accept_(&z), "['completed','[\"sku1-c1\",\"sku1-c2\",\"sku1-c3\"]']");
+    assert_string_equal(stock(), "[]");
 }
 
 static void t_accept_dup_conflict(void **state) {
@@ -1531,6 +1566,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_transition_stale, flush),
         cmocka_unit_test_setup(t_transition_ops_many, flush),
         cmocka_unit_test_setup(t_transition_release, flush),
+        cmocka_unit_test_setup(t_transition_reserve, flush),
         cmocka_unit_test_setup(t_transition_deliver, flush),
         cmocka_unit_test_setup(t_transition_retry, flush),
         cmocka_unit_test_setup(t_transition_ack, flush),
