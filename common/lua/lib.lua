@@ -172,8 +172,14 @@ local FK_ASK_FIRST = {sent = true, unknown = true, pending = true, paid = true}
 -- charged now (processing, no payment reported, no charge that may exist),
 -- charge=sent is written with the lease -- the recovery point that
 -- transition.lua op K would write -- and '1' is appended to the answer.
-local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now, send)
-  local h = redis.call('HMGET', okey, 'state', 'lease_until', 'lease_entry')
+-- h (optional): {state, lease_until, lease_entry} as the caller just read
+-- them. extra (optional): field/value pairs written with the lease, only
+-- when it is taken.
+-- The lease, the fence + 1 (from the value fk_work reads, so no HINCRBY),
+-- charge=sent and extra go out in one HSET. A fence that is not an integer
+-- is refused before anything is written here, as HINCRBY would refuse it.
+local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now, send, h, extra)
+  h = h or redis.call('HMGET', okey, 'state', 'lease_until', 'lease_entry')
   local st = h[1]
   if FK_FINAL[st] then
     fk_ack(stream, group, entry)
@@ -188,12 +194,20 @@ local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now, sen
     fk_ack(stream, group, entry)
     return {'owned'}
   end
-  redis.call('HINCRBY', okey, 'fence', '1')
   local out = fk_work(okey)
-  local set = {'lease_until', string.format('%d', now + lease_ms), 'lease_entry', entry}
+  local fence = out[3] == '' and '0' or out[3]
+  if #fence > 15 or not string.find(fence, '^%-?%d+$') then
+    return redis.error_reply('ERR order ' .. oid .. ': fence is not an integer')
+  end
+  out[3] = string.format('%d', tonumber(fence) + 1)
+  local set = {'fence', out[3], 'lease_until', string.format('%d', now + lease_ms),
+    'lease_entry', entry}
   if send and out[2] == FK_ST.PROCESSING and out[12] == '' and not FK_ASK_FIRST[out[4]] then
-    set[5], set[6] = 'charge', 'sent'
+    set[7], set[8] = 'charge', 'sent'
     out[4], out[16] = 'sent', '1'
+  end
+  if extra then
+    for i = 1, #extra do set[#set + 1] = extra[i] end
   end
   redis.call('HSET', okey, unpack(set))
   return out

@@ -40,6 +40,17 @@ if (h[1] or '') ~= ARGV[4] or (ARGV[3] ~= '' and h[2] ~= ARGV[3]) then
 end
 -- the ops as a set (lib.lua fk_ops; a string.find per test costs more)
 local op = fk_ops(ops)
+-- R: attempts + 1 goes into the record's HSET, from the count read above
+-- (or the extra field, when that sets it), instead of an HINCRBY after it.
+-- A count that is not an integer is refused here, before anything is
+-- written (HINCRBY refused it only after the HSET).
+local attempts
+if op.R then
+  attempts = (ARGV[15] == 'attempts') and ARGV[16] or (h[5] or '0')
+  if #attempts > 15 or not string.find(attempts, '^%-?%d+$') then
+    return redis.error_reply('ERR order ' .. oid .. ': attempts is not an integer')
+  end
+end
 local now = fk_now()
 -- The record's fields are written with one HSET (hs) after one HDEL (hd):
 -- fewer calls, and few Lua tables (garbage makes every script slower).
@@ -99,6 +110,13 @@ if operator ~= '' then
   end
 end
 if op.N then hs[#hs + 1] = 'notify'; hs[#hs + 1] = 'pending' end
+if op.R then
+  -- (after the extra field: a field given twice takes its last value)
+  hs[#hs + 1], hs[#hs + 2] = 'attempts', string.format('%d', tonumber(attempts) + 1)
+  if not h[6] and ARGV[15] ~= 'first_fail_at' then
+    hs[#hs + 1], hs[#hs + 2] = 'first_fail_at', snow
+  end
+end
 if op.K then
   hs[#hs + 1] = 'lease_until'
   hs[#hs + 1] = string.format('%d', now + tonumber(ARGV[14]))
@@ -113,8 +131,6 @@ if hd then redis.call('HDEL', okey, unpack(hd)) end
 redis.call('HSET', okey, unpack(hs))
 
 if op.R then
-  redis.call('HINCRBY', okey, 'attempts', 1)
-  redis.call('HSETNX', okey, 'first_fail_at', snow)
   redis.call('ZADD', rkey, string.format('%d', now + tonumber(ARGV[9])), oid)
   fk_count(stats, minute, 'retries', 1)
 end

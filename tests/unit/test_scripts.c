@@ -986,6 +986,33 @@ static void t_transition_retry(void **state) {
     assert_true(due >= now + 100 && due <= now + 1100);
     assert_int_equal(stat_of("retries"), 2);
     assert_int_equal(stat_of("processing"), 0); /* not final: not counted */
+    /* a count that is not an integer: refused before anything is written */
+    const char *bad[] = {"x", "1.5", "0x10", " 4", "4 ", "", "1234567890123456"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts %s", okey("A1"), bad[i]));
+        char *before = snapshot();
+        assert_non_null(strstr(transition(&u), "attempts is not an integer"));
+        assert_unchanged(before);
+    }
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts 4", okey("A1")));
+    /* R with the extra field setting attempts: the extra value + 1 */
+    tr e = t;
+    e.ops = "RK";
+    e.extra_field = "attempts";
+    e.extra_value = "0";
+    assert_string_equal(transition(&e), "['ok','7']");
+    assert_string_equal(hget("A1", "attempts"), "'1'");
+    assert_int_equal(atoll(hget("A1", "first_fail_at") + 1), first);
+    assert_int_equal(stat_of("retries"), 3);
+    /* a record without attempts or first_fail_at: 1, and now */
+    seed_order("A5", "processing", "1", NULL);
+    freeReplyObject(fk_t_cmd(g_c, "HDEL %s attempts", okey("A5")));
+    tr f = {.oid = "A5", .fence = "1", .from = "processing", .to = "processing", .ops = "R",
+            .delay_ms = 10};
+    assert_string_equal(transition(&f), "['ok','1']");
+    assert_string_equal(hget("A5", "attempts"), "'1'");
+    assert_true(atoll(hget("A5", "first_fail_at") + 1) >= now);
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts 4", okey("A1")));
 
     /* P: a status poll, counted in polls, not attempts */
     tr p = {.oid = "A1", .fence = "7", .from = "processing", .to = "pending_payment",
@@ -1411,7 +1438,8 @@ static void t_accept_charge(void **state) {
     assert_string_equal(stock(), "['sku1-c3']");
 }
 
-static const char *resume_(const char *entry, const char *oid, const char *mode) {
+static const char *resume_due(const char *entry, const char *oid, const char *mode,
+                              const char *due) {
     char ok[FK_KEY_MAX];
     fk_key_order(&g_k, oid, ok, sizeof(ok));
     fk_args a;
@@ -1423,9 +1451,54 @@ static const char *resume_(const char *entry, const char *oid, const char *mode)
     fk_args_str(&a, entry);
     fk_args_str(&a, oid);
     fk_args_ll(&a, 30000);
-    fk_args_str(&a, "");
+    fk_args_str(&a, due);
     fk_args_str(&a, mode);
     return call(FK_LUA_RESUME, 3, &a);
+}
+
+static const char *resume_(const char *entry, const char *oid, const char *mode) {
+    return resume_due(entry, oid, mode, "");
+}
+
+/* resume (fk_take): the fence + 1 and the lease in one write; a retry's lag
+ * only when its entry takes the order; a fence that is not an integer is
+ * refused and nothing changes. */
+static void t_resume_take(void **state) {
+    (void)state;
+    char id[64], due[32];
+    pending_entry(id, sizeof(id), "retry", "R1");
+    long long now = redis_now_ms();
+    snprintf(due, sizeof(due), "%lld", now - 50);
+    seed_order("R1", "processing", "2", NULL);
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1", okey("R1")));
+    const char *w = resume_due(id, "R1", "", due);
+    assert_non_null(strstr(w, "['work','processing','3',"));
+    assert_string_equal(hget("R1", "fence"), "'3'");
+    assert_string_equal(hget("R1", "lease_entry"), q("ECHO %s", id));
+    long long lease = atoll(hget("R1", "lease_until") + 1);
+    assert_true(lease >= now + 30000 && lease <= now + 31000);
+    long long lag = atoll(hget("R1", "retry_lag_ms") + 1);
+    assert_true(lag >= 50 && lag < 1050);
+    /* a live lease of another entry covers it: owned, no lag written */
+    seed_order("R2", "processing", "5", NULL);
+    assert_string_equal(resume_due(id, "R2", "", due), "['owned']");
+    assert_string_equal(hget("R2", "retry_lag_ms"), "nil");
+    assert_string_equal(hget("R2", "fence"), "'5'");
+    /* no fence field yet: the first take makes it 1 */
+    seed_order("R3", "processing", "1", NULL);
+    freeReplyObject(fk_t_cmd(g_c, "HDEL %s fence", okey("R3")));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1", okey("R3")));
+    assert_non_null(strstr(resume_(id, "R3", ""), "['work','processing','1',"));
+    assert_string_equal(hget("R3", "fence"), "'1'");
+    /* a fence that is not an integer: refused, nothing written */
+    const char *bad[] = {"x", "2.5", " 2", "0x3", "1234567890123456"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        seed_order("R4", "processing", bad[i], NULL);
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1", okey("R4")));
+        char *before = snapshot();
+        assert_non_null(strstr(resume_due(id, "R4", "send", due), "fence is not an integer"));
+        assert_unchanged(before);
+    }
 }
 
 /* 'send' (the worker's gateway guard admitted a charge): the recovery point
@@ -1578,6 +1651,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_accept_dup_conflict, flush),
         cmocka_unit_test_setup(t_accept_charge, flush),
         cmocka_unit_test_setup(t_accept_send, flush),
+        cmocka_unit_test_setup(t_resume_take, flush),
         cmocka_unit_test_setup(t_accept_implicit_key, flush),
         cmocka_unit_test_setup(t_trim_under_oom, flush),
         cmocka_unit_test_setup(t_reclaim_poison_requeues, flush),
