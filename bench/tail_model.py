@@ -19,11 +19,22 @@ Two figures, for N orders:
      Queueing of retries behind the backlog is left out, so this is a lower
      bound for a client of that speed.
 
+  3. with --queue-rate, by simulation, the end of a run for one worker seen as
+     a single server that makes R attempts/s (a status GET costs half an
+     attempt): N orders queued at once, and each failed attempt's retry
+     queued again when due -- behind everything queued (as faka's promoter
+     appends it to the stream) or ahead of the orders not yet tried ("retries
+     first"). Retries first never ends sooner: which work comes first does
+     not move the end, only less work per order does.
+
 Usage: bench/tail_model.py [--orders N ...] [--rate R ...] [--runs K] [--seed S]
+                           [--queue-rate R ...]
 Only the Python standard library. docs/BENCHMARKS.md quotes its output.
 """
 
 import argparse
+import collections
+import heapq
 import math
 import random
 import statistics
@@ -59,6 +70,41 @@ def chain_s(rng):
     return t
 
 
+def queue_end(n, rate, retries_first, rng):
+    """End of a run, in s, for the single server of item 3 of the docstring."""
+    new = collections.deque((1.0, i, 0) for i in range(n))   # (cost, order, attempt)
+    due_q = collections.deque()       # retries that are due, when they go first
+    waiting = []                      # (due time, order, cost, attempt)
+    t = end = 0.0
+    while new or due_q or waiting:
+        while waiting and waiting[0][0] <= t:
+            _, i, cost, k = heapq.heappop(waiting)
+            (due_q if retries_first else new).append((cost, i, k))
+        if due_q:
+            cost, i, k = due_q.popleft()
+        elif new:
+            cost, i, k = new.popleft()
+        else:
+            t = waiting[0][0]
+            continue
+        t += cost / rate
+        if k < 0:                     # the GET that finds a lost answer's charge
+            end = max(end, t)
+            continue
+        u = rng.random()
+        if u < P_OK or k + 1 >= ATTEMPTS:
+            end = max(end, t)
+            continue
+        backoff = rng.uniform(0.0, min(CAP_S, BASE_S * 2 ** k))
+        if u < P_OK + P_LOST:
+            heapq.heappush(waiting, (t + backoff, i, 0.5, -1))
+        elif u < P_OK + P_LOST + P_429:
+            heapq.heappush(waiting, (t + max(backoff, RETRY_AFTER_S), i, 1.0, k + 1))
+        else:                         # 503: ask first, then charge again
+            heapq.heappush(waiting, (t + backoff, i, 1.5, k + 1))
+    return end
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--orders", type=int, nargs="+", default=[20000, 100000])
@@ -66,10 +112,13 @@ def main():
                     help="first attempts per second of the modelled client (1e12: no time)")
     ap.add_argument("--runs", type=int, default=20, help="simulated runs per cell")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--queue-rate", type=float, nargs="+", default=[],
+                    help="attempts per second of the single server of item 3")
     a = ap.parse_args()
     if (any(n < 1 for n in a.orders) or a.runs < 1 or
-            any(not (math.isfinite(r) and r > 0) for r in a.rate)):
-        ap.error("orders, rate and runs must be positive (rate: a finite number)")
+            any(not (math.isfinite(r) and r > 0) for r in a.rate + a.queue_rate)):
+        ap.error("orders, rate, queue-rate and runs must be positive "
+                 "(rate, queue-rate: finite numbers)")
     rng = random.Random(a.seed)
     d = throttle_dist()
     tail = lambda k: sum(v for kk, v in d.items() if kk >= k)
@@ -86,6 +135,15 @@ def main():
             rate = "no time" if r >= 1e9 else "%.0f/s" % r
             print("  N = %7d, first attempts at %-8s end %6.2f  (%.2f-%.2f)" %
                   (n, rate, statistics.median(ends), lo, hi))
+    if a.queue_rate:
+        print("Queued end of a run, one server (s; median of %d runs):" % a.runs)
+    for n in a.orders:
+        for r in a.queue_rate:
+            back = [queue_end(n, r, False, rng) for _ in range(a.runs)]
+            first = [queue_end(n, r, True, rng) for _ in range(a.runs)]
+            print("  N = %7d, %8.0f attempts/s: retries behind the backlog %6.2f, "
+                  "retries first %6.2f" % (n, r, statistics.median(back),
+                                          statistics.median(first)))
 
 
 if __name__ == "__main__":
