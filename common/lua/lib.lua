@@ -57,6 +57,13 @@ local function fk_reserve(skey, qty_s, qty)
   return got
 end
 
+-- Whether s is an integer HINCRBY would take (and Lua holds exactly: at
+-- most 15 characters): a count or fence computed here in place of an
+-- HINCRBY is refused where HINCRBY would have refused it.
+local function fk_is_int(s)
+  return #s <= 15 and string.find(s, '^%-?%d+$') ~= nil
+end
+
 -- An order reached a final state: count it (totals, failures by reason,
 -- retry-count distribution, retry duration), drop its lease, and let a
 -- settled record expire after the retention (never one waiting for review).
@@ -196,7 +203,7 @@ local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now, sen
   end
   local out = fk_work(okey)
   local fence = out[3] == '' and '0' or out[3]
-  if #fence > 15 or not string.find(fence, '^%-?%d+$') then
+  if not fk_is_int(fence) then
     return redis.error_reply('ERR order ' .. oid .. ': fence is not an integer')
   end
   out[3] = string.format('%d', tonumber(fence) + 1)

@@ -47,7 +47,7 @@ local op = fk_ops(ops)
 local attempts
 if op.R then
   attempts = (ARGV[15] == 'attempts') and ARGV[16] or (h[5] or '0')
-  if #attempts > 15 or not string.find(attempts, '^%-?%d+$') then
+  if not fk_is_int(attempts) then
     return redis.error_reply('ERR order ' .. oid .. ': attempts is not an integer')
   end
 end
