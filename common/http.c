@@ -152,6 +152,22 @@ struct fk_http {
 
 static int curl_ready;          /* curl_global_init done (single-threaded) */
 
+/* Does this libcurl speak protocol name ("http", "https")? */
+static int curl_speaks(const char *name) {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    for (const char *const *p = v ? v->protocols : NULL; p && *p; p++)
+        if (strcasecmp(*p, name) == 0)
+            return 1;
+    return 0;
+}
+
+int fk_http_has_https(void) {
+    static int has = -1;
+    if (has < 0)
+        has = curl_speaks("https");
+    return has;
+}
+
 /* ---- The one place where curl errors become faka errors ---- */
 
 /* Translate a curl easy code (or, when it is CURLE_OK, a multi code) into an
@@ -426,8 +442,10 @@ static http_easy *easy_get(fk_http *h, int *rc) {
 #define SET(opt, val) do { if (c == CURLE_OK) c = curl_easy_setopt(x, opt, val); } while (0)
     SET(CURLOPT_PRIVATE, (void *)e);
     SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* curl refuses a list naming a protocol it was built without */
+    const char *protos = fk_http_has_https() ? "http,https" : "http";
+    SET(CURLOPT_PROTOCOLS_STR, protos);
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, protos);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms);
     SET(CURLOPT_SSL_VERIFYPEER, h->opts.verify_tls ? 1L : 0L);
@@ -880,6 +898,8 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
         o.verify_tls = opts->verify_tls ? 1 : 0;
     }
     if (!curl_ready) {
+        if (!curl_speaks("http"))
+            return FK_EHTTP;
         http_skip_ssh_crypto();
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
             return FK_EHTTP;
@@ -937,6 +957,15 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
         fk_http_close(h, NULL, NULL);
         return FK_EHTTP;
     }
+    /* Make the first pooled handle now: a libcurl that refuses one of the
+     * constant options fails here, at start-up, not on every request. */
+    int rc = 0;
+    http_easy *first = easy_get(h, &rc);
+    if (!first) {
+        fk_http_close(h, NULL, NULL);
+        return rc;
+    }
+    easy_put(h, first);
     *out = h;
     return 0;
 }
