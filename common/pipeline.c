@@ -64,9 +64,17 @@ static const char *elem(const redisReply *r, size_t i) {
     return r->element[i]->str;
 }
 
+/* A step that could not even be sent. Redis being down or the worker
+ * closing is expected and logged at debug (the connection's own events say
+ * so once); anything else (out of memory, an HTTP client that refuses the
+ * request) would otherwise stall orders silently until their lease ends. */
 static void send_failed(fk_job *j, int rc, const char *what) {
-    fk_debug("job.abandon", oid(j), "%s not sent: %s; entry %s stays pending", what,
-             fk_strerror(rc), j->entry_id);
+    if (rc == FK_EDOWN || rc == FK_ECLOSED)
+        fk_debug("job.abandon", oid(j), "%s not sent: %s; entry %s stays pending", what,
+                 fk_strerror(rc), j->entry_id);
+    else
+        fk_warn("job.abandon", oid(j), "%s not sent: %s; entry %s stays pending", what,
+                fk_strerror(rc), j->entry_id);
     finish(j, FK_JOB_ABANDONED);
 }
 
