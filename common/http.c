@@ -152,19 +152,35 @@ struct fk_http {
 
 static int curl_ready;          /* curl_global_init done (single-threaded) */
 
-/* Does this libcurl speak protocol name ("http", "https")? */
-static int curl_speaks(const char *name) {
-    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    for (const char *const *p = v ? v->protocols : NULL; p && *p; p++)
-        if (strcasecmp(*p, name) == 0)
-            return 1;
+static void http_skip_ssh_crypto(void);
+
+/* curl_global_init, once per process, after telling libssh2 to skip its
+ * crypto set-up (see http_skip_ssh_crypto). 0 or FK_EHTTP. */
+static int curl_setup(void) {
+    if (curl_ready)
+        return 0;
+    http_skip_ssh_crypto();
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return FK_EHTTP;
+    curl_ready = 1;
     return 0;
 }
 
+/* Asked of a scratch handle, the way the pooled ones will be set up: curl
+ * refuses a protocol list naming a protocol it was built without.
+ * (curl_version_info would say the same, but it asks every library libcurl
+ * links for its version, which maps ~250 KiB more of them into RSS.) */
 int fk_http_has_https(void) {
     static int has = -1;
-    if (has < 0)
-        has = curl_speaks("https");
+    if (has >= 0)
+        return has;
+    if (curl_setup() != 0)
+        return 0;
+    CURL *x = curl_easy_init();
+    if (!x)
+        return 0; /* out of memory: say no now, ask again next time */
+    has = curl_easy_setopt(x, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK;
+    curl_easy_cleanup(x);
     return has;
 }
 
@@ -897,14 +913,8 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
             o.max_concurrent = opts->max_concurrent;
         o.verify_tls = opts->verify_tls ? 1 : 0;
     }
-    if (!curl_ready) {
-        if (!curl_speaks("http"))
-            return FK_EHTTP;
-        http_skip_ssh_crypto();
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return FK_EHTTP;
-        curl_ready = 1;
-    }
+    if (curl_setup() != 0)
+        return FK_EHTTP;
 
     fk_http *h = calloc(1, sizeof(*h));
     if (!h)

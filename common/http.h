@@ -70,14 +70,16 @@ typedef void (*fk_http_cb)(void *arg, const fk_http_response *resp);
  * skip its OpenSSL set-up: we never allow ssh) and makes the first pooled
  * handle, so a libcurl that refuses our options fails here. Returns 0 and
  * sets *out, or FK_EINVAL (bad options) / FK_ENOMEM / FK_EHTTP (curl could
- * not initialise, has no HTTP, or refused an option); after FK_EHTTP the
- * loop may still have to run once to free the client's handles. */
+ * not initialise, or refused an option, e.g. a libcurl without HTTP); after
+ * FK_EHTTP the loop may still have to run once to free the client's
+ * handles. */
 int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts);
 
 /* 1 if the libcurl this process runs with can speak HTTPS, else 0 (a
- * libcurl built without TLS; Debian's always has it). Safe before
- * fk_http_init; configuration checks use it to refuse https:// URLs up
- * front instead of failing every request. */
+ * libcurl built without TLS; Debian's always has it). May come before
+ * fk_http_init (it does curl_global_init the same way); configuration
+ * checks use it to refuse https:// URLs up front instead of failing every
+ * request. The answer is kept after the first call. */
 int fk_http_has_https(void);
 
 /* Start a request. method: "GET", "POST", "HEAD" or another token; headers:
