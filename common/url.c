@@ -112,10 +112,10 @@ int fk_http_url_check(const char *url, char *err, size_t errlen) {
     if (strncmp(url, "http://", 7) == 0) p = url + 7;
     else if (strncmp(url, "https://", 8) == 0) p = url + 8;
     else return fail(err, errlen, "URL must start with http:// or https://");
-    if (p == url + 8 && !fk_http_has_https())
-        return fail(err, errlen, "https:// URL, but this libcurl was built without HTTPS");
     if (!all_visible(url)) return fail(err, errlen, "URL contains spaces or control characters");
     if (*p == '\0' || *p == '/' || *p == ':') return fail(err, errlen, "URL has no host");
     if (strlen(url) > 400) return fail(err, errlen, "URL is longer than 400 characters");
+    if (p == url + 8 && !fk_http_has_https())
+        return fail(err, errlen, "https:// URL, but this libcurl was built without HTTPS");
     return 0;
 }
