@@ -174,11 +174,14 @@ int fk_http_has_https(void) {
     static int has = -1;
     if (has >= 0)
         return has;
+    /* Could not ask (curl_global_init failed, out of memory): say yes and
+     * ask again next time, rather than blame a missing HTTPS; fk_http_init
+     * fails on its own in both cases. */
     if (curl_setup() != 0)
-        return 0;
+        return 1;
     CURL *x = curl_easy_init();
     if (!x)
-        return 0; /* out of memory: say no now, ask again next time */
+        return 1;
     has = curl_easy_setopt(x, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK;
     curl_easy_cleanup(x);
     return has;

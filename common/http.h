@@ -79,7 +79,9 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts);
  * libcurl built without TLS; Debian's always has it). May come before
  * fk_http_init (it does curl_global_init the same way); configuration
  * checks use it to refuse https:// URLs up front instead of failing every
- * request. The answer is kept after the first call. */
+ * request. The answer is kept after the first call; when libcurl cannot
+ * be asked (it fails to initialise, or memory runs out) it is 1 for now,
+ * and fk_http_init reports the failure. */
 int fk_http_has_https(void);
 
 /* Start a request. method: "GET", "POST", "HEAD" or another token; headers:
