@@ -2,11 +2,15 @@
 #   docker compose up --scale worker=4    (see docker-compose.yml)
 # Stages: build (compile), runtime (faka binaries), redis (Debian's redis-server).
 
+# The build stage configures the whole project, tests included (meson finds
+# every dependency at setup): libc6-dev is only a Recommends of gcc, and
+# tests/meson.build requires the openssl program (test_http's TLS server).
+# Checked on a debootstrap --variant=minbase bookworm tree, stage by stage.
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      gcc pkg-config meson ninja-build libhiredis-dev libuv1-dev libcjson-dev \
-      libcurl4-gnutls-dev libssl-dev nettle-dev libcmocka-dev libhttp-parser-dev \
+      gcc libc6-dev pkg-config meson ninja-build libhiredis-dev libuv1-dev libcjson-dev \
+      libcurl4-gnutls-dev libssl-dev nettle-dev libcmocka-dev libhttp-parser-dev openssl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
