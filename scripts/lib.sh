@@ -5,7 +5,7 @@
 FK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the tests and the demo need (names in README).
-FK_BUILD_PKGS="gcc pkg-config meson ninja-build libhiredis-dev libuv1-dev libcjson-dev
+FK_BUILD_PKGS="gcc libc6-dev pkg-config meson ninja-build libhiredis-dev libuv1-dev libcjson-dev
   libcurl4-gnutls-dev libssl-dev nettle-dev libcmocka-dev libhttp-parser-dev"
 FK_RUN_PKGS="redis-server redis-tools curl ca-certificates"
 FK_TEST_PKGS="valgrind openssl"
