@@ -5,6 +5,7 @@
  * are checked line by line before anything is added (all or nothing), and a
  * dead entry goes back on the stream only if it would now be accepted. */
 #include "clock.h"
+#include "codes.h"
 #include "ctl.h"
 #include "err.h"
 #include "order.h"
@@ -12,12 +13,10 @@
 #include "utf8.h"
 
 #include <cjson/cJSON.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define STOCK_CODE_MAX 256                /* bytes per code */
 #define STOCK_INPUT_MAX (64u << 20)       /* bytes of stdin */
 #define STOCK_BATCH 1000                  /* codes per RPUSH */
 
@@ -296,117 +295,6 @@ static int check_sku(fk_ctl *ctl, const char *sku) {
     return 0;
 }
 
-typedef struct code {
-    const char *s;
-    size_t len;
-} code;
-
-static uint64_t hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
-}
-
-/* Index of an earlier line with the same code, or -1; slots has cap
- * entries (a power of two, > 2 * codes), each an index + 1 or 0. */
-static long find_or_add(size_t *slots, size_t cap, const code *codes, size_t i) {
-    size_t k = (size_t)hash(codes[i].s, codes[i].len) & (cap - 1);
-    for (; slots[k]; k = (k + 1) & (cap - 1)) {
-        const code *o = &codes[slots[k] - 1];
-        if (o->len == codes[i].len && memcmp(o->s, codes[i].s, o->len) == 0)
-            return (long)(slots[k] - 1);
-    }
-    slots[k] = i + 1;
-    return -1;
-}
-
-/* Split and check stdin: one code per line, surrounding blanks trimmed,
- * empty lines skipped. Bad lines are reported (the first few) in ctl->err
- * and the whole input refused with FK_EINVAL. */
-static int parse_codes(fk_ctl *ctl, char *buf, size_t len, code **out, size_t *n) {
-    size_t cap = 1024, cnt = 0, bad = 0, line = 0, at = 0;
-    code *codes = malloc(cap * sizeof(*codes));
-    size_t *lines = malloc(cap * sizeof(*lines));
-    char errs[600] = "";
-    if (!codes || !lines) {
-        free(codes);
-        free(lines);
-        return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
-    }
-    while (at < len) {
-        char *s = buf + at, *nl = memchr(s, '\n', len - at);
-        size_t l = nl ? (size_t)(nl - s) : len - at;
-        at += l + (nl ? 1 : 0);
-        line++;
-        while (l > 0 && (s[l - 1] == '\r' || s[l - 1] == ' ')) l--;
-        while (l > 0 && s[0] == ' ') {
-            s++;
-            l--;
-        }
-        if (l == 0) continue;
-        const char *why = NULL;
-        if (l > STOCK_CODE_MAX) why = "longer than 256 bytes";
-        else if (!fk_utf8_valid(s, l)) why = "not valid UTF-8";
-        for (size_t i = 0; !why && i < l; i++)
-            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) why = "control character";
-        if (why) {
-            if (bad++ < 5) {
-                size_t el = strlen(errs);
-                snprintf(errs + el, sizeof(errs) - el, "%sline %zu: %s", el ? "; " : "", line,
-                         why);
-            }
-            continue;
-        }
-        if (cnt == cap) {
-            code *nc = realloc(codes, cap * 2 * sizeof(*codes));
-            size_t *nlines = nc ? realloc(lines, cap * 2 * sizeof(*lines)) : NULL;
-            if (nc) codes = nc;
-            if (nlines) lines = nlines;
-            if (!nc || !nlines) {
-                free(codes);
-                free(lines);
-                return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
-            }
-            cap *= 2;
-        }
-        codes[cnt].s = s;
-        codes[cnt].len = l;
-        lines[cnt] = line;
-        cnt++;
-    }
-    /* the same code twice would be delivered twice */
-    size_t hcap = 16;
-    while (hcap < cnt * 2 + 2) hcap *= 2;
-    size_t *slots = calloc(hcap, sizeof(*slots));
-    if (!slots) {
-        free(codes);
-        free(lines);
-        return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; i < cnt; i++) {
-        long prev = find_or_add(slots, hcap, codes, i);
-        if (prev >= 0 && bad++ < 5) {
-            size_t el = strlen(errs);
-            snprintf(errs + el, sizeof(errs) - el, "%sline %zu: the same code as line %zu",
-                     el ? "; " : "", lines[i], lines[prev]);
-        }
-    }
-    free(slots);
-    free(lines);
-    if (bad) {
-        free(codes);
-        return fk_ctl_fail(ctl, FK_EINVAL, "%zu bad line%s, nothing added: %s%s", bad,
-                           bad == 1 ? "" : "s", errs, bad > 5 ? "; ..." : "");
-    }
-    if (cnt == 0) {
-        free(codes);
-        return fk_ctl_fail(ctl, FK_EUSAGE, "no codes on stdin (one per line)");
-    }
-    *out = codes;
-    *n = cnt;
-    return 0;
-}
-
 static int read_all(fk_ctl *ctl, char **out, size_t *len) {
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
@@ -448,9 +336,10 @@ static int stock_add(fk_ctl *ctl, int argc, char **argv) {
         return fk_ctl_fail(ctl, FK_EUSAGE, "stock add: pipe the codes in, one per line");
     char *buf = NULL, skey[FK_KEY_MAX];
     size_t len = 0, n = 0, added = 0;
-    code *codes = NULL;
+    fk_code *codes = NULL;
     if ((rc = read_all(ctl, &buf, &len))) return rc;
-    if ((rc = parse_codes(ctl, buf, len, &codes, &n))) {
+    /* the reason, if any, goes straight to ctl->err, as fk_ctl_fail's would */
+    if ((rc = fk_codes_parse(buf, len, &codes, &n, ctl->err, sizeof(ctl->err)))) {
         free(buf);
         return rc;
     }
