@@ -1,7 +1,8 @@
 /* gateway.c -- the payment gateway contract client and THE classification
  * function (see gateway.h for the contract and the safety rule).
  *
- * fk_gateway_classify is pure: it looks at one fk_http_response and decides.
+ * fk_gateway_classify is pure: it looks at one fk_http_response and decides
+ * (a Retry-After given as an HTTP-date is measured against the wall clock).
  * Bodies are parsed with cJSON from a private NUL-terminated copy, so any
  * bytes (binary, truncated, huge, embedded NULs) are handled; values of the
  * wrong type count as absent. */
@@ -9,10 +10,12 @@
 #include "err.h"
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define GW_KEY_MAX        255
 #define GW_RETRY_AFTER_MAX_S 86400L
@@ -112,16 +115,22 @@ static void parse_body(const char *body, size_t len, gw_body *b) {
     cJSON_Delete(root);
 }
 
-/* Retry-After as delta-seconds ("120"); HTTP dates and junk give 0. */
+/* Retry-After (RFC 9110, 10.2.3) in ms: delay-seconds ("120"), or an
+ * HTTP-date in any of its three forms (curl_getdate reads them) counted from
+ * now on this machine's clock, capped at a day; junk and past dates give 0. */
 static long parse_retry_after_ms(const char *v) {
     if (!v || !*v)
         return 0;
     long s = 0;
-    for (const char *p = v; *p; p++) {
-        if (*p < '0' || *p > '9')
+    if (strspn(v, "0123456789") == strlen(v)) {
+        for (const char *p = v; *p; p++)
+            if (s <= GW_RETRY_AFTER_MAX_S)
+                s = s * 10 + (*p - '0');
+    } else {
+        time_t at = curl_getdate(v, NULL), now = time(NULL);
+        if (at == (time_t)-1 || at <= now)
             return 0;
-        if (s <= GW_RETRY_AFTER_MAX_S)
-            s = s * 10 + (*p - '0');
+        s = at - now > GW_RETRY_AFTER_MAX_S ? GW_RETRY_AFTER_MAX_S : (long)(at - now);
     }
     if (s > GW_RETRY_AFTER_MAX_S)
         s = GW_RETRY_AFTER_MAX_S;

@@ -33,8 +33,9 @@ typedef struct fk_gw_result {
                                charged; 0 if certainly not (0 for every other
                                outcome) */
     long http_status;       /* 0 if no status was received */
-    long retry_after_ms;    /* from Retry-After delta-seconds (capped at one
-                               day), 0 if none/invalid */
+    long retry_after_ms;    /* from Retry-After, delta-seconds or an
+                               HTTP-date (capped at one day), 0 if none,
+                               invalid or past */
     char payment_id[129];   /* "id" from the body when present and valid
                                (visible ASCII, 1..128), else "" */
     char reason[64];        /* machine reason from the body (sanitized to

@@ -1,11 +1,11 @@
 /* fuzz_gateway.c -- libFuzzer target for fk_gateway_classify, THE function
  * that maps an HTTP outcome to a payment outcome. The input picks the
  * request kind, the transport error, maybe_sent, the status, the truncated
- * flag and a Retry-After value; the rest is the body. Besides "never
- * crash", it checks the safety invariants: non-TRANSIENT outcomes never
- * claim maybe_charged, only a POST may conclude "not charged" (and only
- * from a 429 or an unsent request), and every output string is bounded and
- * clean. */
+ * flag and a Retry-After value (delay-seconds or an HTTP-date, up to the
+ * 64 bytes http.c keeps); the rest is the body. Besides "never crash", it
+ * checks the safety invariants: non-TRANSIENT outcomes never claim
+ * maybe_charged, only a POST may conclude "not charged" (and only from a 429
+ * or an unsent request), and every output string is bounded and clean. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,13 +30,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int truncated = (data[0] >> 2) & 1;
     int err = errs[(data[0] >> 3) & 7];
     long status = (long)(((unsigned)data[1] << 8 | data[2]) % 1000);
-    size_t ralen = data[3] % 16;
+    size_t ralen = data[3] % 65;   /* as http.c keeps it: <= 64 */
     data += 4;
     size -= 4;
     if (ralen > size)
         ralen = size;
 
-    char ra[17];
+    char ra[65];
     memcpy(ra, data, ralen);
     ra[ralen] = '\0';
     data += ralen;

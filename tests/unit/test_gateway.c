@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "err.h"
@@ -54,6 +55,12 @@ static const row rows[] = {
     /* POST: transient */
     R(POST, 0, 1, 429, "", "3", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 3000),
     R(POST, 0, 1, 429, "", "Wed, 21 Oct 2015 07:28:00 GMT", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 0),
+    R(POST, 0, 1, 429, "", "Wed, 21 Oct 2099 07:28:00 GMT", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 86400000),
+    R(POST, 0, 1, 429, "", "Wed, 21 Oct 2099 25:28:00 GMT", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 0),
+    R(POST, 0, 1, 429, "", "tomorrow", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 0),
+    R(POST, 0, 1, 429, "", "1.5", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 0),
+    R(POST, 0, 1, 429, "", "0x10", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 0),
+    R(POST, 0, 1, 429, "", "0", FK_GW_TRANSIENT, 0, "rate_limited", NULL, 0),
     R(POST, 0, 1, 500, "", NULL, FK_GW_TRANSIENT, 1, "http_500", NULL, 0),
     R(POST, 0, 1, 502, "<html>bad gateway</html>", NULL, FK_GW_TRANSIENT, 1, "http_502", NULL, 0),
     R(POST, 0, 1, 503, "{\"status\":\"succeeded\"}", "120", FK_GW_TRANSIENT, 1, "http_503", NULL, 120000),
@@ -180,6 +187,31 @@ static void test_classify_table(void **state) {
                         g.detail);
             fail();
         }
+        check_invariants(&g);
+    }
+}
+
+/* Retry-After as an HTTP-date a little ahead of now, in each of the three
+ * forms RFC 9110 says a recipient must read: the wait is the distance. */
+static void test_retry_after_date(void **state) {
+    (void)state;
+    char date[3][64];
+    struct tm tm;
+    time_t at = time(NULL) + 120;
+    gmtime_r(&at, &tm);
+    strftime(date[0], sizeof(date[0]), "%a, %d %b %Y %H:%M:%S GMT", &tm);  /* IMF-fixdate */
+    char day[32], hms[16];                                                 /* RFC 850 */
+    strftime(day, sizeof(day), "%A, %d-%b-", &tm);
+    strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
+    snprintf(date[1], sizeof(date[1]), "%s%02d %s GMT", day, tm.tm_year % 100, hms);
+    strftime(date[2], sizeof(date[2]), "%a %b %e %H:%M:%S %Y", &tm);       /* asctime */
+    for (size_t i = 0; i < 3; i++) {
+        fk_http_response r = mkresp(0, 1, 503, "", 0, date[i]);
+        fk_gw_result g;
+        fk_gateway_classify(0, &r, &g);
+        if (g.retry_after_ms < 118000 || g.retry_after_ms > 120000)
+            fail_msg("Retry-After: %s gave %ld ms, want ~120000", date[i], g.retry_after_ms);
+        assert_int_equal(g.outcome, FK_GW_TRANSIENT);
         check_invariants(&g);
     }
 }
@@ -370,6 +402,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify_table),
         cmocka_unit_test(test_classify_garbage),
+        cmocka_unit_test(test_retry_after_date),
         cmocka_unit_test(test_outcome_names),
         cmocka_unit_test(test_hmac_vectors),
         cmocka_unit_test(test_webhook_sign),
