@@ -145,14 +145,16 @@ typedef struct tr {
     int ack;
 } tr;
 
-static void after_transition(fk_job *j, redisReply *reply, fk_state to);
+static void after_transition(fk_job *j, redisReply *reply, fk_state to, int post);
 
 static void on_transition(fk_redis *r, redisReply *reply, void *arg);
 
-/* The pending transition's target, kept for on_transition. */
+/* The pending transition's target, kept for on_transition; post: this
+ * transition records charge=sent, so the POST may follow it. */
 typedef struct tr_call {
     fk_job *j;
     fk_state to;
+    int post;
 } tr_call;
 
 static void transition(fk_job *j, const tr *t) {
@@ -168,6 +170,7 @@ static void transition(fk_job *j, const tr *t) {
     }
     tc->j = j;
     tc->to = t->to;
+    tc->post = t->charge && strcmp(t->charge, "sent") == 0;
     if (t->charge) snprintf(j->charge, sizeof(j->charge), "%s", t->charge);
     int rc = fk_transition(c->redis, c->cfg, c->keys, &o, &x, on_transition, tc);
     if (rc) {
@@ -180,9 +183,10 @@ static void on_transition(fk_redis *r, redisReply *reply, void *arg) {
     tr_call *tc = arg;
     fk_job *j = tc->j;
     fk_state to = tc->to;
+    int post = tc->post;
     (void)r;
     free(tc);
-    after_transition(j, reply, to);
+    after_transition(j, reply, to, post);
 }
 
 /* ---- phases ------------------------------------------------------------- */
@@ -435,7 +439,7 @@ static void post_charge(fk_job *j) {
     if (rc) send_failed(j, rc, "gateway charge");
 }
 
-static void after_transition(fk_job *j, redisReply *reply, fk_state to) {
+static void after_transition(fk_job *j, redisReply *reply, fk_state to, int post) {
     const char *st;
     if (reply_status(j, reply, "transition", &st)) return;
     if (strcmp(st, "stale") == 0) {
@@ -451,7 +455,11 @@ static void after_transition(fk_job *j, redisReply *reply, fk_state to) {
     }
     fk_state from = j->state;
     j->state = to;
-    if (to == FK_ST_PROCESSING && from == FK_ST_PROCESSING && strcmp(j->charge, "sent") == 0) {
+    /* Only the transition that recorded charge=sent itself lets the POST
+     * go. Another one of an order whose record says sent (the guard
+     * deferring the status query a resumed order must make first) is no
+     * licence to charge: the earlier request may have landed. */
+    if (post && to == FK_ST_PROCESSING && from == FK_ST_PROCESSING) {
         post_charge(j); /* charge=sent is recorded: now the request may go */
         return;
     }

@@ -7,7 +7,10 @@
  *    configured calls per second, with no attempt used up;
  *  - the stubborn clicker: a buyer whose orders keep being declined is
  *    refused (rate_limited, the seconds to wait in the message) without
- *    the gateway being called, and is served again after the cooldown.
+ *    the gateway being called, and is served again after the cooldown;
+ *  - an order whose worker died with its charge request out (charge=sent)
+ *    is taken over while the breaker is open: the guard defers the status
+ *    query, and nothing is POSTed before the gateway was asked.
  * The measured figures are printed. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -273,11 +276,79 @@ static void t_stubborn_clicker(void **state) {
     fleet_stop(&f);
 }
 
+/* ---- a charge in flight, a dead worker, an open breaker ------------------ */
+
+typedef struct key_wait {
+    const fk_t_gateway *g;
+    const char *key;
+} key_wait;
+
+static int key_charged(void *arg) {
+    key_wait *w = arg;
+    long long charges = 0, posts = 0;
+    fk_t_ledger_key(w->g, w->key, &charges, &posts);
+    return charges >= 1;
+}
+
+/* The worker dies after its POST reached the gateway (which charged) and
+ * before the answer came: the record says charge=sent. Another worker
+ * takes the order over while the breaker is open. It must ask GET first;
+ * the guard refusing that query defers it (op W), and that deferral must
+ * not let the POST go (it did: a second charge request with no question
+ * asked, past the guard, under no lease). */
+static void t_sent_order_behind_open_breaker(void **state) {
+    (void)state;
+    const char *extra[] = {"--lease-ms=3000", "--http-timeout-ms=1500", NULL};
+    fleet f;
+    fleet_start(&f, 1, extra);
+    fk_t_load_stock(f.c, P, 2);
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":1400}");
+    submit(f.c, "Z1", fk_t_sku(0), "z@x");
+    key_wait kw = {&f.g, "Z1"};
+    assert_true(fk_t_until(key_charged, &kw, 10000));
+    kill(f.w[0], SIGKILL);
+    fk_t_wait(f.w[0], 5000);
+    char charge[32], st[32];
+    order_field(f.c, "Z1", "charge", charge, sizeof(charge));
+    order_field(f.c, "Z1", "state", st, sizeof(st));
+    assert_string_equal(st, "processing");
+    assert_string_equal(charge, "sent");
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":0}");
+    long long open_ms = 8000;
+    redisReply *tr = fk_t_cmd(f.c, "TIME"); /* the breaker runs on Redis's clock */
+    long long now = atoll(tr->element[0]->str) * 1000 + atoll(tr->element[1]->str) / 1000;
+    freeReplyObject(tr);
+    freeReplyObject(fk_t_cmd(f.c, "HSET %s:breaker state open open_until %lld", P,
+                             now + open_ms));
+    char gw[128];
+    snprintf(gw, sizeof(gw), "--gateway=%s", f.g.url);
+    f.w[0] = fk_t_worker(&f.r, "w2", (const char *const[]){gw, extra[0], extra[1], NULL});
+    /* the dead worker's lease ends, w2 takes the order over (reclaim) and
+     * meets the open breaker */
+    long long t_open = fk_t_now_ms();
+    fk_t_sleep_ms(open_ms - 1500);
+    long long charges = 0, posts = 0;
+    fk_t_ledger_key(&f.g, "Z1", &charges, &posts);
+    long long deferred = fk_t_stat(f.c, P, "deferred");
+    fprintf(stderr, "#   Z1 behind an open breaker: %lld POST(s) after %lld ms, %lld "
+                    "deferral(s)\n", posts, fk_t_now_ms() - t_open, deferred);
+    assert_int_equal(posts, 1);
+    assert_true(deferred >= 1);
+    /* half-open: the probe asks, finds the charge, and delivers */
+    wait_state(f.c, "Z1", "completed");
+    fk_t_ledger_key(&f.g, "Z1", &charges, &posts);
+    assert_int_equal(posts, 1);
+    assert_int_equal(charges, 1);
+    assert_int_equal(fk_t_ledger_num(&f.g, "double_charges"), 0);
+    fleet_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_breaker_outage),
         cmocka_unit_test(t_rate_limit),
         cmocka_unit_test(t_stubborn_clicker),
+        cmocka_unit_test(t_sent_order_behind_open_breaker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
