@@ -657,6 +657,10 @@ static void on_accept(fk_redis *r, redisReply *reply, void *arg) {
     } else if (strcmp(st, "failed") == 0) {
         fk_info("order.final", oid(j), "failed: %s", elem(reply, 1));
         finish(j, FK_JOB_SETTLED);
+    } else if (strcmp(st, "review") == 0) {
+        fk_warn("order.final", oid(j),
+                "manual_review: %s (the shop reported it paid; out of stock)", elem(reply, 1));
+        finish(j, FK_JOB_SETTLED);
     } else if (strcmp(st, "new") == 0) {
         work_loaded(j, load_new(j, reply));
     } else if (strcmp(st, "dup") == 0) {
@@ -696,12 +700,13 @@ static void accept_order(fk_job *j) {
     fk_args_str(&a, c->keys->notify);
     fk_args_str(&a, c->keys->active);
     fk_args_str(&a, wkey); /* the implicit holder of the key (accept.lua) */
+    fk_args_str(&a, c->keys->review);
     /* the buyer cooldown: refused while the buyer's key says so */
-    int nkeys = 10;
+    int nkeys = 11;
     if (c->cfg->buyer_cool_failures > 0 && j->o.buyer[0]) {
         fk_key_cooldown(c->keys, j->o.buyer, ckey, sizeof(ckey));
         fk_args_str(&a, ckey);
-        nkeys = 11;
+        nkeys = 12;
     }
     fk_args_str(&a, c->keys->group);
     fk_args_str(&a, j->entry_id);

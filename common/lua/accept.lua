@@ -9,6 +9,9 @@
 -- Transitions (checked against state.c by tests/unit/test_state.c):
 --   none -> processing (a new order; a payment stub has no state yet)
 --   processing -> failed/out_of_stock (not enough stock, in the same call)
+--   processing -> manual_review/payment_unknown (not enough stock, but the
+--     shop already reported the payment succeeded: the buyer paid, a human
+--     delivers or refunds)
 --   processing -> completed ('paid' mode, in the same call)
 --   none -> failed/rate_limited (the buyer is in a cooldown, see lib.lua
 --     fk_cool_fail: refused before anything is held, no stock, no
@@ -16,7 +19,8 @@
 -- KEYS: 1 order hash, 2 idem key, 3 stock list, 4 orders stream, 5 stats,
 --       6 stats minute, 7 retry zset, 8 notify zset, 9 active zset,
 --       10 the order hash of the order whose id is the idempotency key,
---       [11 the buyer's cooldown hash; absent: no buyer or cooldown off]
+--       11 review zset, [12 the buyer's cooldown hash; absent: no buyer or
+--       cooldown off]
 -- ARGV: 1 group, 2 entry id, 3 order_id, 4 idempotency key, 5 sku, 6 qty,
 --       7 amount, 8 currency, 9 buyer, 10 idem ttl s, 11 'paid'|'charge'|
 --       'send' ('charge', and the gateway guard admitted the charge: a new
@@ -26,13 +30,13 @@
 -- (The buyer's messages come from the prelude, FK_MSG / FK_RMSG: they are
 -- the same on every call, and each argument costs Redis a string.)
 -- Returns {'dup', owner} | {'conflict', state} | {'completed', codes} |
---         {'failed', reason[, message]} | fk_take's answers (an existing
+--         {'failed', reason[, message]} | {'review', reason} | fk_take's answers (an existing
 --         order) | {'new', charge, pay_status, payment_id} (a new record
 --         held under this call's lease; charge 'sent' means this call
 --         recorded it: the POST follows)
-local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, wkey, ckey =
+local okey, ikey, skey, stream, stats, minute, rkey, nkey, akey, wkey, vkey, ckey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+  KEYS[11], KEYS[12]
 local group, entry, oid = ARGV[1], ARGV[2], ARGV[3]
 local qty = tonumber(ARGV[6])
 local now = fk_now()
@@ -97,6 +101,20 @@ if not implicit then rec[#rec + 1], rec[#rec + 2] = 'idem', ARGV[4] end
 local fresh = {'0', false}
 
 local got = fk_reserve(skey, ARGV[6], qty)
+if not got and cur[6] == 'succeeded' then
+  -- the shop reported the payment first: the buyer paid for codes there
+  -- are none of, which is no "you have not been charged"
+  rec[2], rec[4] = FK_ST.MANUAL_REVIEW, FK_RMSG[FK_R.PAYMENT_UNKNOWN]
+  local n = #rec
+  rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', FK_R.PAYMENT_UNKNOWN, 'fence', '1'
+  redis.call('HSET', okey, unpack(rec))
+  redis.call('ZADD', vkey, snow, oid)
+  -- fk_finalize PERSISTs a record in review: the stub's TTL goes
+  fk_finalize(okey, stats, minute, FK_ST.MANUAL_REVIEW, FK_R.PAYMENT_UNKNOWN, now, ARGV[13],
+    fresh)
+  fk_ack(stream, group, entry)
+  return {'review', FK_R.PAYMENT_UNKNOWN}
+end
 if not got then
   rec[2], rec[4] = FK_ST.FAILED, FK_RMSG[FK_R.OUT_OF_STOCK]
   local n = #rec

@@ -393,13 +393,14 @@ static redisReply *accept_order(const char *id, const char *buyer, int with_cool
     fk_args a;
     fk_args_init(&a);
     const char *keys[] = {okey, ikey, skey, g_k.stream, g_k.stats, minute, g_k.retry,
-                          g_k.notify, g_k.active, okey /* the key is the order id */};
-    for (int i = 0; i < 10; i++) fk_args_str(&a, keys[i]);
+                          g_k.notify, g_k.active, okey /* the key is the order id */,
+                          g_k.review};
+    for (int i = 0; i < 11; i++) fk_args_str(&a, keys[i]);
     if (with_cooldown) fk_args_str(&a, ckey);
     const char *argv[] = {"workers", "", id, id, "wow", "1", "100", "CNY", buyer, "60", "paid",
                           "10000", "0", "0", "1800000"};
     for (int i = 0; i < 15; i++) fk_args_str(&a, argv[i]);
-    return eval(FK_LUA_ACCEPT, with_cooldown ? 11 : 10, &a);
+    return eval(FK_LUA_ACCEPT, with_cooldown ? 12 : 11, &a);
 }
 
 static void t_cooldown(void **state) {

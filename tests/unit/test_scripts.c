@@ -1275,6 +1275,7 @@ static const char *accept_(const acc *x) {
     fk_args_str(&a, g_k.notify);
     fk_args_str(&a, g_k.active);
     fk_args_str(&a, wk);
+    fk_args_str(&a, g_k.review);
     fk_args_str(&a, GROUP);
     fk_args_str(&a, x->entry);
     fk_args_str(&a, x->oid);
@@ -1290,7 +1291,7 @@ static const char *accept_(const acc *x) {
     fk_args_ll(&a, 0);
     fk_args_str(&a, "0");
     fk_args_ll(&a, ORDER_TTL_MS);
-    return call(FK_LUA_ACCEPT, 10, &a);
+    return call(FK_LUA_ACCEPT, 11, &a);
 }
 
 static void load_stock(const char *sku, int n) {
@@ -1361,6 +1362,26 @@ static void t_accept_out_of_stock(void **state) {
              .mode = "paid"};
     assert_string_equal(accept_(&z), "['completed','[\"sku1-c1\",\"sku1-c2\",\"sku1-c3\"]']");
     assert_string_equal(stock(), "[]");
+    /* the shop reported the payment before the order came, and there is no
+     * stock: the buyer paid, so not "failed, you have not been charged" but
+     * a human's case, kept (no TTL) and listed in the review set */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s pay_status succeeded payment_id P7", okey("A5")));
+    freeReplyObject(fk_t_cmd(g_c, "EXPIRE %s 900", okey("A5")));
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc p = {.entry = id, .oid = "A5", .idem = "A5", .sku = "sku1", .qty = 1, .amount = 10,
+             .mode = "charge"};
+    assert_string_equal(accept_(&p), "['review','payment_unknown']");
+    assert_string_equal(hget("A5", "state"), "'manual_review'");
+    assert_string_equal(hget("A5", "reason"), "'payment_unknown'");
+    assert_string_equal(hget("A5", "pay_status"), "'succeeded'");
+    assert_string_equal(hget("A5", "payment_id"), "'P7'");
+    assert_string_equal(hget("A5", "resv"), "nil");
+    assert_int_equal(atoll(q("TTL %s", okey("A5"))), -1);
+    assert_string_not_equal(q("ZSCORE %s A5", g_k.review), "nil");
+    assert_int_equal(active_at("A5"), -1);
+    assert_int_equal(stat_of("manual_review"), 1);
+    assert_int_equal(stat_of("reason:out_of_stock"), 2);
+    assert_int_equal(pending_count(), 0);
 }
 
 static void t_accept_dup_conflict(void **state) {
