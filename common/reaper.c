@@ -213,6 +213,10 @@ static void on_query(void *arg, const fk_gw_result *res) {
             go(s, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0, "paid", NULL);
         } else if (res->outcome == FK_GW_PAID) {
             review(s, "paid after the reservation was released");
+        } else if (res->outcome == FK_GW_TRANSIENT) {
+            /* no answer (5xx, timeout, garbage): the buyer may have paid at
+             * the last minute; never assume not, as for a processing order */
+            review(s, res->detail[0] ? res->detail : "the gateway could not say");
         } else {
             /* the final query found no payment: a payment that still comes
              * later reaches a human (payment.lua, late_payment) */

@@ -509,9 +509,10 @@ static void test_drain(void **state) {
 }
 
 /* The gateway cannot say (every status query answers 503): a zombie whose
- * charge may exist goes to manual_review/payment_unknown with its codes
- * still reserved, never to expired. Then --gateway none: no one to ask,
- * the same; a pending payment expires. */
+ * charge may exist, or whose payment may have come at the last minute,
+ * goes to manual_review/payment_unknown with its codes still reserved,
+ * never to expired. Then --gateway none: no one to ask, the same; a
+ * pending payment expires. */
 static void test_unknown_and_no_gateway(void **state) {
     (void)state;
     fx f;
@@ -525,9 +526,10 @@ static void test_unknown_and_no_gateway(void **state) {
         snprintf(id, sizeof(id), "Q%d", k);
         zombie(f.c, id, "processing", k % 2 ? "sent" : "unknown", fk_t_sku(k), 1, 1, "");
     }
+    zombie(f.c, "Q7", "pending_payment", "pending", fk_t_sku(7), 1, 1, "");
     waitarg wa = {f.c, 0};
     assert_true(fk_t_until(active_empty, &wa, 20000));
-    for (int k = 1; k <= 6; k++) {
+    for (int k = 1; k <= 7; k++) {
         char id[16];
         snprintf(id, sizeof(id), "Q%d", k);
         expect(f.c, id, "manual_review", "payment_unknown");
@@ -536,7 +538,7 @@ static void test_unknown_and_no_gateway(void **state) {
         assert_true(strlen(resv) > 2); /* kept for the human: deliver or release */
         free(resv);
     }
-    assert_int_equal(fk_t_stat(f.c, P, "manual_review"), 6);
+    assert_int_equal(fk_t_stat(f.c, P, "manual_review"), 7);
     reapers_stop(&f);
 
     /* no gateway configured */
@@ -551,10 +553,10 @@ static void test_unknown_and_no_gateway(void **state) {
     expect(f.c, "N2", "expired", "processing_timeout");
     expect(f.c, "N3", "expired", "unpaid_timeout");
     expect(f.c, "N4", "completed", "");
-    assert_int_equal(fk_t_stat(f.c, P, "manual_review"), 7);
+    assert_int_equal(fk_t_stat(f.c, P, "manual_review"), 8);
     assert_int_equal(fk_t_stat(f.c, P, "expired"), 2);
     fk_t_audit a;
-    fk_t_audit_run(f.c, P, "Q", 1, 6, &a);
+    fk_t_audit_run(f.c, P, "Q", 1, 7, &a);
     long long held = a.reserved;
     fk_t_audit_run(f.c, P, "N", 1, 4, &a);
     assert_int_equal(a.dup_codes, 0);
