@@ -36,6 +36,7 @@ typedef struct fk_worker {
     size_t inflight;
     int reading;     /* an XREADGROUP is outstanding, or replies are being dispatched */
     int group_ok;    /* the consumer group is known to exist */
+    int grouping;    /* an XGROUP CREATE is outstanding */
     int need_pel;    /* drain our own pending entries before reading new ones */
     char pel_cursor[48];
     int promoting, reclaiming;
@@ -48,7 +49,9 @@ typedef struct fk_worker {
     uv_timer_t promote_timer;
     uv_timer_t duty_timer; /* heartbeat, reclaim, drain deadline */
     uv_signal_t sigterm, sigint;
-    uint64_t last_heartbeat, last_reclaim;
+    uint64_t last_heartbeat, last_reclaim, last_group_try;
+    uint64_t last_promote_err;      /* a failing promoter logs once a second */
+    unsigned long promote_errs;     /* failures since that line */
 
     unsigned long long n_settled, n_left, n_abandoned;
 } fk_worker;
@@ -195,20 +198,26 @@ static void on_group(fk_redis *r, redisReply *reply, void *arg) {
     fk_worker *w = arg;
     char err[256];
     (void)r;
+    w->grouping = 0;
     int rc = fk_redis_reply_err(reply, err, sizeof(err));
     if (rc == 0 || (rc == FK_EREDIS && strncmp(err, "BUSYGROUP", 9) == 0)) {
         w->group_ok = 1;
         maybe_read(w);
     } else if (rc == FK_EREDIS) {
-        fk_error("worker.group", NULL, "cannot create consumer group: %s", err);
+        /* Redis full (OOM), read-only, the stream key of another type ...:
+         * the duty timer asks again every second until it works */
+        fk_error("worker.group", NULL, "cannot create consumer group: %s; trying again", err);
     }
 }
 
 /* The group starts at 0, not $: entries a shop wrote before the first
  * worker ever started are orders too. */
 static void ensure_group(fk_worker *w) {
-    fk_redis_command(w->cmd, on_group, w, "XGROUP CREATE %s %s 0 MKSTREAM", w->keys.stream,
-                     w->keys.group);
+    if (w->grouping) return;
+    w->last_group_try = uv_now(&w->loop);
+    if (fk_redis_command(w->cmd, on_group, w, "XGROUP CREATE %s %s 0 MKSTREAM", w->keys.stream,
+                         w->keys.group) == 0)
+        w->grouping = 1;
 }
 
 static void on_redis_event(fk_redis *r, int event, void *arg) {
@@ -224,7 +233,7 @@ static void on_redis_event(fk_redis *r, int event, void *arg) {
         }
         maybe_read(w);
     } else {
-        if (r == w->cmd) w->group_ok = 0;
+        if (r == w->cmd) w->group_ok = w->grouping = 0;
         if (r == w->rd) w->reading = 0;
         w->promoting = w->reclaiming = 0;
     }
@@ -240,7 +249,14 @@ static void on_promote(fk_redis *r, redisReply *reply, void *arg) {
     (void)r;
     w->promoting = 0;
     if (fk_redis_reply_err(reply, err, sizeof(err)) == FK_EREDIS) {
-        fk_error("worker.promote", NULL, "promoter failed: %s", err);
+        uint64_t now = uv_now(&w->loop);
+        w->promote_errs++;
+        if (now - w->last_promote_err >= 1000) {
+            fk_error("worker.promote", NULL, "promoter failed (%lu time%s in the last second): %s",
+                     w->promote_errs, w->promote_errs == 1 ? "" : "s", err);
+            w->last_promote_err = now;
+            w->promote_errs = 0;
+        }
         return;
     }
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return;
@@ -325,6 +341,8 @@ static void on_duty(uv_timer_t *t) {
         fk_redis_command(w->cmd, NULL, NULL, "ZADD %s %lld %s", w->keys.workers, fk_now_ms(),
                          w->cfg.worker_id);
     }
+    if (!w->group_ok && fk_redis_ready(w->cmd) && now - w->last_group_try >= 1000)
+        ensure_group(w);
     uint64_t every = (uint64_t)w->cfg.lease_ms / 4;
     if (every < 100) every = 100;
     if (now - w->last_reclaim >= every) {

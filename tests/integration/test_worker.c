@@ -2,7 +2,9 @@
  * flow to completed with exact codes, garbage is dead-lettered without
  * stalling anything, duplicates are recognised, a Redis crash (AOF
  * always) and SIGTERM under load lose nothing and complete nothing twice,
- * and bad configuration is refused with a clear error. */
+ * a worker that starts while Redis refuses writes (OOM) takes up its work
+ * once Redis accepts them again, and bad configuration is refused with a
+ * clear error. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -234,6 +236,32 @@ static void test_idempotency(void **state) {
     fk_t_redis_stop(&r);
 }
 
+/* A worker that starts while Redis is out of memory cannot create (or
+ * confirm) its consumer group: XGROUP CREATE is refused with OOM even when
+ * the group exists. It must keep asking and take up orders once Redis
+ * accepts writes again; it used to wait silently until a reconnect. */
+static void test_group_after_oom(void **state) {
+    (void)state;
+    fk_t_redis r;
+    fk_t_redis_start(&r, 0);
+    redisContext *c = fk_t_connect(&r);
+    fk_t_load_stock(c, P, 2);
+    freeReplyObject(fk_t_cmd(c, "XGROUP CREATE %s:orders workers 0 MKSTREAM", P));
+    freeReplyObject(fk_t_cmd(c, "CONFIG SET maxmemory 1"));
+    pid_t w = fk_t_worker(&r, "w1", NULL);
+    fk_t_sleep_ms(1500);
+    freeReplyObject(fk_t_cmd(c, "CONFIG SET maxmemory 0"));
+    freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"M1\",\"sku\":\"wow-60d\",\"qty\":1,"
+                             "\"amount\":100}"));
+    waitarg wa = {c, 1, NULL};
+    assert_true(fk_t_until(all_final, &wa, 10000));
+    assert_true(order_state_is(c, "M1", "completed"));
+    stop_worker(w);
+    redisFree(c);
+    fk_t_redis_stop(&r);
+}
+
 typedef struct producer_arg {
     int port;
     long long n;
@@ -375,6 +403,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bad_config, fk_t_teardown),
         cmocka_unit_test_teardown(test_orders_complete, fk_t_teardown),
         cmocka_unit_test_teardown(test_idempotency, fk_t_teardown),
+        cmocka_unit_test_teardown(test_group_after_oom, fk_t_teardown),
         cmocka_unit_test_teardown(test_garbage_mixed, fk_t_teardown),
         cmocka_unit_test_teardown(test_sigterm_drain, fk_t_teardown),
         cmocka_unit_test_teardown(test_redis_restart, fk_t_teardown),
