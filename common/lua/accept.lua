@@ -82,6 +82,12 @@ if ckey then
   end
 end
 
+-- The reservation comes before the first write: a stock key of another
+-- type (a slip with redis-cli) fails the call here, and Lua does not roll
+-- back, so nothing may be written before it (an idempotency key pointing
+-- at no order, a count of an order that never was). An out-of-stock LPOP
+-- has pushed back what it took.
+local got = fk_reserve(skey, ARGV[6], qty)
 if not owner and not implicit then redis.call('SET', ikey, oid, 'NX', 'EX', ARGV[10]) end
 fk_count(stats, minute, 'submitted', 1)
 -- The new record is written with one HSET once this call knows how it ends
@@ -100,7 +106,6 @@ local rec = {'state', FK_ST.PROCESSING, 'message', FK_MSG[FK_ST.PROCESSING],
 if not implicit then rec[#rec + 1], rec[#rec + 2] = 'idem', ARGV[4] end
 local fresh = {'0', false}
 
-local got = fk_reserve(skey, ARGV[6], qty)
 if not got and cur[6] == 'succeeded' then
   -- the shop reported the payment first: the buyer paid for codes there
   -- are none of, which is no "you have not been charged"

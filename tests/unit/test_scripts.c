@@ -1382,6 +1382,20 @@ static void t_accept_out_of_stock(void **state) {
     assert_int_equal(stat_of("manual_review"), 1);
     assert_int_equal(stat_of("reason:out_of_stock"), 2);
     assert_int_equal(pending_count(), 0);
+    /* a stock key of another type (a redis-cli slip): the call fails before
+     * it writes anything, so no idempotency key points at an order that
+     * never was and nothing is counted; the entry stays pending */
+    char bad[FK_KEY_MAX];
+    fk_key_stock(&g_k, "typo", bad, sizeof(bad));
+    freeReplyObject(fk_t_cmd(g_c, "SET %s CODE-A", bad));
+    pending_entry(id, sizeof(id), "order", "{}");
+    char *before = snapshot();
+    acc t = {.entry = id, .oid = "A6", .idem = "k6", .sku = "typo", .qty = 1, .amount = 10,
+             .mode = "charge"};
+    const char *out = accept_(&t);
+    if (!strstr(out, "WRONGTYPE")) fail_msg("accept on a string stock key: %s", out);
+    assert_unchanged(before);
+    assert_int_equal(pending_count(), 1);
 }
 
 static void t_accept_dup_conflict(void **state) {
