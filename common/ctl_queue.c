@@ -99,13 +99,15 @@ static int dead_list(fk_ctl *ctl, int argc, char **argv) {
             }
             cJSON_AddItemToArray(arr, x);
         } else {
-            char a[90], b[220], c[90];
+            /* one buffer per field: they are all formatted before printing */
+            char kind[30], order[70], source[70], error[210], raw[90];
             fprintf(ctl->out, "  %s  kind=%s order=%s source=%s\n    error: %s\n    raw:   %s\n",
-                    id, fk_ctl_printable(entry_field(e, "kind", NULL), 20, c, sizeof(c)),
-                    fk_ctl_printable(entry_field(e, "order_id", NULL), 64, a, sizeof(a)),
-                    entry_field(e, "source_id", NULL),
-                    fk_ctl_printable(entry_field(e, "error", NULL), 200, b, sizeof(b)),
-                    fk_ctl_printable(entry_field(e, "raw", NULL), 80, a, sizeof(a)));
+                    id, fk_ctl_printable(entry_field(e, "kind", NULL), 20, kind, sizeof(kind)),
+                    fk_ctl_printable(entry_field(e, "order_id", NULL), 64, order, sizeof(order)),
+                    fk_ctl_printable(entry_field(e, "source_id", NULL), 64, source,
+                                     sizeof(source)),
+                    fk_ctl_printable(entry_field(e, "error", NULL), 200, error, sizeof(error)),
+                    fk_ctl_printable(entry_field(e, "raw", NULL), 80, raw, sizeof(raw)));
         }
     }
     freeReplyObject(len);

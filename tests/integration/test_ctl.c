@@ -624,6 +624,17 @@ static void t_dead(void **state) {
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "3 dead-lettered entries"));
     run_free(&r);
+    /* the text form shows each field once, from its own buffer: the raw
+     * entry, not the order id printed over it */
+    r = ctl((const char *const[]){"dead", "list", NULL});
+    assert_int_equal(r.status, 0);
+    char want[160];
+    snprintf(want, sizeof(want), "  %s  kind=order order=D1 source=1-0\n    error: delivered 5 "
+                                 "times\n    raw:   {\"order_id\":\"D1\",", good_id);
+    if (!strstr(r.out, want)) fail_msg("dead list text:\n%s", r.out);
+    assert_non_null(strstr(r.out, "raw:   {bad\n"));
+    assert_non_null(strstr(r.out, "kind=refund order= source=3-0"));
+    run_free(&r);
     /* still invalid: refused by id */
     r = ctl((const char *const[]){"dead", "requeue", bad_id, NULL});
     assert_int_equal(r.status, 1);
