@@ -194,7 +194,7 @@ static int set_value(fk_config *cfg, const opt *o, const char *val, const char *
             break;
         }
         case CHK_GATEWAY_URL:
-            if (strcmp(val, "none") != 0 && fk_http_url_check(val, why, sizeof(why)) != 0) {
+            if (strcmp(val, "none") != 0 && fk_gateway_url_check(val, why, sizeof(why)) != 0) {
                 snprintf(err, errlen, "%s --%s: %s (or 'none')", source, o->name, why);
                 return FK_EINVAL;
             }

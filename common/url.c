@@ -4,6 +4,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,15 +108,69 @@ int fk_redis_url_parse(const char *url, fk_redis_target *t, char *err, size_t er
     return 0;
 }
 
-int fk_http_url_check(const char *url, char *err, size_t errlen) {
+/* A host libcurl can connect to: a name or IPv4 address (letters, digits,
+ * '-', '.'), or a bracketed IPv6 address, which curl_url has checked. */
+static int host_ok(const char *h) {
+    if (h[0] == '[') return 1;
+    return h[0] && strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") ==
+                       strlen(h);
+}
+
+/* libcurl's own parser (the one that will send the requests) on url: a
+ * port it cannot use (0, over 65535, not a number), a broken IPv6 address
+ * or a host with characters no host has fail here, at start, not as a
+ * transient error on every order. *has_query / *has_fragment say whether
+ * the URL has them. */
+static int curl_parse(const char *url, int *has_query, int *has_fragment, char *err,
+                      size_t errlen) {
+    CURLU *u = curl_url();
+    if (!u) return fail(err, errlen, "out of memory");
+    char *host = NULL, *port = NULL, *q = NULL, *f = NULL;
+    int rc = 0;
+    CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc != CURLUE_OK) {
+        snprintf(err, errlen, "URL not understood: %s", curl_url_strerror(uc));
+        rc = FK_EINVAL;
+    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host_ok(host)) {
+        rc = fail(err, errlen, "URL host must be a name, an IPv4 address or [an IPv6 one]");
+    } else if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && atol(port) < 1) {
+        rc = fail(err, errlen, "URL port must be 1-65535");
+    } else {
+        *has_query = curl_url_get(u, CURLUPART_QUERY, &q, 0) == CURLUE_OK;
+        *has_fragment = curl_url_get(u, CURLUPART_FRAGMENT, &f, 0) == CURLUE_OK;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_free(q);
+    curl_free(f);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+/* fk_http_url_check's work; base: the URL is a base that paths are
+ * appended to (no query, no fragment). */
+static int url_check(const char *url, int base, char *err, size_t errlen) {
     const char *p;
+    int query = 0, fragment = 0;
     if (strncmp(url, "http://", 7) == 0) p = url + 7;
     else if (strncmp(url, "https://", 8) == 0) p = url + 8;
     else return fail(err, errlen, "URL must start with http:// or https://");
     if (!all_visible(url)) return fail(err, errlen, "URL contains spaces or control characters");
     if (*p == '\0' || *p == '/' || *p == ':') return fail(err, errlen, "URL has no host");
     if (strlen(url) > 400) return fail(err, errlen, "URL is longer than 400 characters");
+    if (curl_parse(url, &query, &fragment, err, errlen)) return FK_EINVAL;
+    if (base && (query || fragment))
+        return fail(err, errlen, "URL must not have a query (?) or fragment (#): "
+                                 "/charges is appended to it");
     if (p == url + 8 && !fk_http_has_https())
         return fail(err, errlen, "https:// URL, but this libcurl was built without HTTPS");
     return 0;
+}
+
+int fk_http_url_check(const char *url, char *err, size_t errlen) {
+    return url_check(url, 0, err, errlen);
+}
+
+int fk_gateway_url_check(const char *url, char *err, size_t errlen) {
+    return url_check(url, 1, err, errlen);
 }

@@ -487,6 +487,10 @@ static void t_string_checks(void **state) {
     BAD("gateway", LOAD(FK_BIN_WORKER, "--gateway=NONE"));
     OK(LOAD(FK_BIN_WORKER, "--gateway=none"));
     OK(LOAD(FK_BIN_WORKER, "--gateway=https://pay.example/api"));
+    BAD("gateway", LOAD(FK_BIN_WORKER, "--gateway=http://127.0.0.1:99999"));
+    BAD("gateway", LOAD(FK_BIN_WORKER, "--gateway=https://pay.example/api?x=1"));
+    OK(LOAD(FK_BIN_WORKER, "--webhook-url=https://shop.example/hook?token=1",
+            "--webhook-secret=s3cret"));
 
     BAD("webhook-url", LOAD(FK_BIN_WORKER, "--webhook-url=shop.example", "--webhook-secret=s"));
 

@@ -281,6 +281,44 @@ static void t_http(void **state) {
     memset(url + n, 'a', 3000);
     url[3000] = '\0';
     HBAD(url, "400");
+
+    /* what libcurl's own parser refuses, or could never connect to */
+    HGOOD("http://gw:1/");
+    HGOOD("http://gw:65535/");
+    HGOOD("http://pay-gw.internal.example:8443/v2/");
+    HBAD("http://127.0.0.1:99999", "Port");
+    HBAD("http://127.0.0.1:65536/", "Port");
+    HBAD("http://127.0.0.1:abc", "Port");
+    HBAD("http://gw:-1/", "Port");
+    HBAD("http://gw:0/", "port");
+    HBAD("http://[::1", "IPv6");
+    HBAD("http://[::1]x/", NULL);
+    HBAD("http://[zz]/", NULL);
+    HBAD("http://%zz", "host");
+    HBAD("http://g_w/", "host");
+    HBAD("http://gw\xc3\xa9/", NULL);
+}
+
+/* The gateway's base URL: "/charges" is appended, so a query or fragment
+ * would end up before it ("?x=1/charges"). Everything else as above. */
+static void t_gateway_base(void **state) {
+    (void)state;
+    const char *good[] = {"http://gw", "https://pay.example.com/api/v1", "http://[::1]:9000/",
+                          "http://gw/base/"};
+    const char *bad[] = {"https://pay.example.com/api/v1?x=1", "http://gw/?", "http://gw/#f",
+                         "http://gw/a?b#c", "http://gw:99999/"};
+    char err[256];
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (fk_gateway_url_check(good[i], err, sizeof(err)) != 0)
+            fail_msg("'%s' refused: %s", good[i], err);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if (fk_gateway_url_check(bad[i], err, sizeof(err)) != FK_EINVAL)
+            fail_msg("'%s' accepted", bad[i]);
+        assert_true(err[0] != '\0');
+    }
+    assert_int_equal(fk_gateway_url_check("http://gw/?x=1", err, sizeof(err)), FK_EINVAL);
+    assert_non_null(strstr(err, "/charges"));
 }
 
 int main(void) {
@@ -297,6 +335,7 @@ int main(void) {
         cmocka_unit_test(t_lengths),
         cmocka_unit_test(t_small_err),
         cmocka_unit_test(t_http),
+        cmocka_unit_test(t_gateway_base),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
 }
