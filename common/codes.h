@@ -2,7 +2,7 @@
  *
  * The input is outside input (a file someone exported from a supplier's
  * portal), so it is split and checked before anything reaches Redis: one
- * code per line, all or nothing. */
+ * code per line, and one bad line refuses the whole input. */
 #ifndef FK_CODES_H
 #define FK_CODES_H
 

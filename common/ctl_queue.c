@@ -2,8 +2,9 @@
  * requeue), stock (add, count) and workers.
  *
  * Everything read from stdin or a dead entry is outside input: stock codes
- * are checked line by line before anything is added (all or nothing), and a
- * dead entry goes back on the stream only if it would now be accepted. */
+ * are checked line by line before anything is added (one bad line refuses
+ * them all; the adding itself goes in batches of STOCK_BATCH), and a dead
+ * entry goes back on the stream only if it would now be accepted. */
 #include "clock.h"
 #include "codes.h"
 #include "ctl.h"
