@@ -106,29 +106,22 @@ local rec = {'state', FK_ST.PROCESSING, 'message', FK_MSG[FK_ST.PROCESSING],
 if not implicit then rec[#rec + 1], rec[#rec + 2] = 'idem', ARGV[4] end
 local fresh = {'0', false}
 
-if not got and cur[6] == 'succeeded' then
-  -- the shop reported the payment first: the buyer paid for codes there
-  -- are none of, which is no "you have not been charged"
-  rec[2], rec[4] = FK_ST.MANUAL_REVIEW, FK_RMSG[FK_R.PAYMENT_UNKNOWN]
-  local n = #rec
-  rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', FK_R.PAYMENT_UNKNOWN, 'fence', '1'
-  redis.call('HSET', okey, unpack(rec))
-  redis.call('ZADD', vkey, snow, oid)
-  -- fk_finalize PERSISTs a record in review: the stub's TTL goes
-  fk_finalize(okey, stats, minute, FK_ST.MANUAL_REVIEW, FK_R.PAYMENT_UNKNOWN, now, ARGV[13],
-    fresh)
-  fk_ack(stream, group, entry)
-  return {'review', FK_R.PAYMENT_UNKNOWN}
-end
 if not got then
-  rec[2], rec[4] = FK_ST.FAILED, FK_RMSG[FK_R.OUT_OF_STOCK]
+  -- Out of stock. If the shop reported the payment first, the buyer paid
+  -- for codes there are none of: not "you have not been charged" but a
+  -- human's case (in the review set; fk_finalize PERSISTs it). Otherwise
+  -- failed; fk_finalize's EXPIRE replaces a payment stub's TTL either way.
+  local paid = cur[6] == 'succeeded'
+  local st = paid and FK_ST.MANUAL_REVIEW or FK_ST.FAILED
+  local reason = paid and FK_R.PAYMENT_UNKNOWN or FK_R.OUT_OF_STOCK
+  rec[2], rec[4] = st, FK_RMSG[reason]
   local n = #rec
-  rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', FK_R.OUT_OF_STOCK, 'fence', '1'
+  rec[n + 1], rec[n + 2], rec[n + 3], rec[n + 4] = 'reason', reason, 'fence', '1'
   redis.call('HSET', okey, unpack(rec))
-  -- fk_finalize's EXPIRE (or PERSIST) replaces a payment stub's TTL
-  fk_finalize(okey, stats, minute, FK_ST.FAILED, FK_R.OUT_OF_STOCK, now, ARGV[13], fresh)
+  if paid then redis.call('ZADD', vkey, snow, oid) end
+  fk_finalize(okey, stats, minute, st, reason, now, ARGV[13], fresh)
   fk_ack(stream, group, entry)
-  return {'failed', FK_R.OUT_OF_STOCK}
+  return {paid and 'review' or 'failed', reason}
 end
 local codes = cjson.encode(got)
 
