@@ -43,7 +43,8 @@ static const char synopsis[] =
     "                      put dead entries back on the stream (entries that would\n"
     "                      be dead-lettered again are skipped and named)\n"
     "  stock add SKU       add card codes, one per line on stdin (one bad line\n"
-    "                      refuses them all)\n"
+    "                      refuses them all); a code this SKU was ever stocked\n"
+    "                      with is skipped, so running it again adds only the rest\n"
     "  stock count [SKU]   codes in stock\n"
     "  workers             heartbeats and consumer-group state of the fleet\n"
     "  stats               the four metrics (retry-count distribution, failures by\n"
@@ -180,6 +181,11 @@ redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_arg
     size_t lens[FK_ARGS_MAX + 3];
     char nk[16];
     int argc = fk_script_argv(id, nkeys, a, nk, argv, lens);
+    return fk_ctl_fcall(ctl, err, id, argc, argv, lens);
+}
+
+redisReply *fk_ctl_fcall(fk_ctl *ctl, int *err, int id, int argc, const char **argv,
+                         const size_t *lens) {
     redisReply *r = fk_ctl_cmdv(ctl, err, argc, argv, lens);
     if (*err == FK_EREDIS && fk_scripts_missing(ctl->err)) {
         /* fakactl may be the first faka client of this server (or someone

@@ -64,7 +64,7 @@ void fk_ctl_disconnect(fk_ctl *ctl);
 /* Run one command and return its reply (free with freeReplyObject), or NULL
  * with *err set: FK_EDOWN when the connection failed or timed out (the
  * connection is dropped), FK_EREDIS for an error reply (its text is in
- * ctl->err). These three and fk_ctl_script are the only places fakactl
+ * ctl->err). These three and fk_ctl_fcall are the only places fakactl
  * turns hiredis outcomes into FK_E* codes. */
 redisReply *fk_ctl_cmd(fk_ctl *ctl, int *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -78,6 +78,11 @@ int fk_ctl_pipeline(fk_ctl *ctl, redisReply **replies, int n);
 /* FCALL a faka script (loading the library when Redis does not have the
  * function), as fk_ctl_cmd. */
 redisReply *fk_ctl_script(fk_ctl *ctl, int *err, int id, int nkeys, const fk_args *a);
+/* The same for a ready FCALL vector of any length (argv[0] "FCALL",
+ * argv[1] fk_script_sha(id), argv[2] the key count, then keys and
+ * arguments): for calls with more arguments than an fk_args holds. */
+redisReply *fk_ctl_fcall(fk_ctl *ctl, int *err, int id, int argc, const char **argv,
+                         const size_t *lens);
 
 /* ---- argument parsing for the commands --------------------------------- */
 

@@ -3,8 +3,10 @@
  *
  * Everything read from stdin or a dead entry is outside input: stock codes
  * are checked line by line before anything is added (one bad line refuses
- * them all; the adding itself goes in batches of STOCK_BATCH), and a dead
- * entry goes back on the stream only if it would now be accepted. */
+ * them all), then added in batches of STOCK_BATCH, each code only if the
+ * SKU was never stocked with it (lua/stock_add.lua), so running the same
+ * input again after a part-way stop adds exactly the rest. A dead entry
+ * goes back on the stream only if it would now be accepted. */
 #include "clock.h"
 #include "codes.h"
 #include "ctl.h"
@@ -19,7 +21,7 @@
 #include <unistd.h>
 
 #define STOCK_INPUT_MAX (64u << 20)       /* bytes of stdin */
-#define STOCK_BATCH 1000                  /* codes per RPUSH */
+#define STOCK_BATCH 1000                  /* codes per stock_add call */
 
 /* ---- dead --------------------------------------------------------------- */
 
@@ -337,8 +339,8 @@ static int stock_add(fk_ctl *ctl, int argc, char **argv) {
     if ((rc = check_sku(ctl, pos[0]))) return rc;
     if (isatty(STDIN_FILENO))
         return fk_ctl_fail(ctl, FK_EUSAGE, "stock add: pipe the codes in, one per line");
-    char *buf = NULL, skey[FK_KEY_MAX];
-    size_t len = 0, n = 0, added = 0;
+    char *buf = NULL, skey[FK_KEY_MAX], lkey[FK_KEY_MAX];
+    size_t len = 0, n = 0, added = 0, skipped = 0;
     fk_code *codes = NULL;
     if ((rc = read_all(ctl, &buf, &len))) return rc;
     /* the reason, if any, goes straight to ctl->err, as fk_ctl_fail's would */
@@ -347,42 +349,67 @@ static int stock_add(fk_ctl *ctl, int argc, char **argv) {
         return rc;
     }
     fk_key_stock(&ctl->keys, pos[0], skey, sizeof(skey));
-    const char **av = malloc((STOCK_BATCH + 2) * sizeof(*av));
-    size_t *al = malloc((STOCK_BATCH + 2) * sizeof(*al));
+    fk_key_stock_ledger(&ctl->keys, pos[0], lkey, sizeof(lkey));
+    const char **av = malloc((STOCK_BATCH + 6) * sizeof(*av));
+    size_t *al = malloc((STOCK_BATCH + 6) * sizeof(*al));
     long long in_stock = 0;
     if (!av || !al) {
         rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
         goto out;
     }
-    av[0] = "RPUSH";
-    al[0] = 5;
-    av[1] = skey;
-    al[1] = strlen(skey);
+    /* FCALL stock_add 2 stock ledger seed codes... (lua/stock_add.lua) */
+    av[0] = "FCALL";
+    av[1] = fk_script_sha(FK_LUA_STOCK_ADD);
+    av[2] = "2";
+    av[3] = skey;
+    av[4] = lkey;
+    for (int k = 0; k < 5; k++) al[k] = strlen(av[k]);
     for (size_t i = 0; i < n; i += STOCK_BATCH) {
         size_t m = n - i < STOCK_BATCH ? n - i : STOCK_BATCH;
+        /* the codes in the list now, pushed there by hand perhaps, join
+         * the ledger once per run, before the first batch */
+        av[5] = i == 0 ? "1" : "0";
+        al[5] = 1;
         for (size_t k = 0; k < m; k++) {
-            av[2 + k] = codes[i + k].s;
-            al[2 + k] = codes[i + k].len;
+            av[6 + k] = codes[i + k].s;
+            al[6 + k] = codes[i + k].len;
         }
-        redisReply *r = fk_ctl_cmdv(ctl, &rc, (int)m + 2, av, al);
+        redisReply *r = fk_ctl_fcall(ctl, &rc, FK_LUA_STOCK_ADD, (int)m + 6, av, al);
         if (!r) {
-            if (added)
+            if (added || skipped)
                 snprintf(ctl->err + strlen(ctl->err), sizeof(ctl->err) - strlen(ctl->err),
-                         " (after %zu of %zu codes were added)", added, n);
+                         " (after %zu of %zu codes were added and %zu skipped; run the same"
+                         " command again to add the rest)",
+                         added, n, skipped);
             goto out;
         }
-        in_stock = r->integer;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER ||
+            r->element[1]->type != REDIS_REPLY_INTEGER ||
+            r->element[2]->type != REDIS_REPLY_INTEGER) {
+            freeReplyObject(r);
+            rc = fk_ctl_fail(ctl, FK_EREDIS, "stock add: unexpected reply from Redis");
+            goto out;
+        }
+        added += (size_t)r->element[0]->integer;
+        skipped += (size_t)r->element[1]->integer;
+        in_stock = r->element[2]->integer;
         freeReplyObject(r);
-        added += m;
     }
     if (ctl->json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "sku", pos[0]);
         cJSON_AddNumberToObject(j, "added", (double)added);
+        cJSON_AddNumberToObject(j, "skipped", (double)skipped);
         cJSON_AddNumberToObject(j, "in_stock", (double)in_stock);
         rc = fk_ctl_print_json(ctl, j);
     } else {
         fprintf(ctl->out, "added %zu codes to %s; %lld in stock\n", added, pos[0], in_stock);
+        if (skipped)
+            fprintf(ctl->out,
+                    "skipped %zu codes this SKU was stocked with before (in stock, reserved"
+                    " or sold); each code goes out once\n",
+                    skipped);
     }
 out:
     free(av);

@@ -38,6 +38,10 @@ size_t fk_key_stock(const fk_keys *k, const char *sku, char *buf, size_t len) {
     return put(buf, len, k->prefix, "stock", sku);
 }
 
+size_t fk_key_stock_ledger(const fk_keys *k, const char *sku, char *buf, size_t len) {
+    return put(buf, len, k->prefix, "stocked", sku);
+}
+
 size_t fk_key_stats_minute(const fk_keys *k, long long now_ms, char *buf, size_t len) {
     char m[32];
     snprintf(m, sizeof(m), "%lld", now_ms / 60000);

@@ -35,6 +35,8 @@ size_t fk_key_order(const fk_keys *k, const char *order_id, char *buf, size_t le
 size_t fk_key_idem(const fk_keys *k, const char *idem_key, char *buf, size_t len);
 /* {p}:stock:{sku} */
 size_t fk_key_stock(const fk_keys *k, const char *sku, char *buf, size_t len);
+/* {p}:stocked:{sku} set of every code `fakactl stock add` ever stocked */
+size_t fk_key_stock_ledger(const fk_keys *k, const char *sku, char *buf, size_t len);
 /* {p}:stats:m:{minute}, minute = ms since epoch / 60000 */
 size_t fk_key_stats_minute(const fk_keys *k, long long now_ms, char *buf, size_t len);
 /* {p}:cool:{buyer} per-buyer failure window (rate limiting) */

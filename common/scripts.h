@@ -50,6 +50,7 @@
     X(FK_LUA_SETTLE_DUE, "settle_due", "")                                   \
     X(FK_LUA_SETTLE_TAKE, "settle_take", "")                                 \
     X(FK_LUA_SWEEP_CONSUMERS, "sweep_consumers", "")                         \
+    X(FK_LUA_STOCK_ADD, "stock_add", "")                                     \
     X(FK_LUA_TRIM_STREAM, "trim_stream", "'allow-oom'")
 
 enum fk_script_id {

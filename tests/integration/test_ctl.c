@@ -698,6 +698,7 @@ static void t_stock(void **state) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "stock");
     assert_int_equal((int)jnum(s, "wow"), 3);
     assert_int_equal((int)jnum(s, "psn"), 2500);
+    assert_int_equal(cJSON_GetArraySize(s), 2); /* not the {p}:stocked: ledgers */
     cJSON_Delete(j);
     j = JSON(NULL, "stock", "count", "psn", "--json");
     assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "stock"), "psn"), 2500);
@@ -706,6 +707,59 @@ static void t_stock(void **state) {
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "total"));
     run_free(&r);
+}
+
+/* Each code reaches a SKU's stock once in its life: adding the same input
+ * again, codes pushed by hand, codes already sold, and a resumed run. */
+static void t_stock_once(void **state) {
+    (void)state;
+    EXPECT(0, "d1\nd2\nd3\n", "stock", "add", "gog");
+    cJSON *j = JSON("d1\nd2\nd3\n", "stock", "add", "gog", "--json");
+    assert_int_equal((int)jnum(j, "added"), 0);
+    assert_int_equal((int)jnum(j, "skipped"), 3);
+    assert_int_equal((int)jnum(j, "in_stock"), 3);
+    cJSON_Delete(j);
+    /* a code sold (popped, as a reservation does) stays known; one pushed
+     * by hand is learnt from the list */
+    freeReplyObject(fk_t_cmd(g_c, "LPOP %s:stock:gog", P));
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s:stock:gog h1", P));
+    run r = ctl_in("d1\nh1\nd4\n", (const char *const[]){"stock", "add", "gog", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "added 1 codes to gog; 4 in stock"));
+    assert_non_null(strstr(r.out, "skipped 2 codes"));
+    run_free(&r);
+    redisReply *x = fk_t_cmd(g_c, "LRANGE %s:stock:gog 0 -1", P);
+    assert_int_equal((int)x->elements, 4);
+    const char *want[] = {"d2", "d3", "h1", "d4"};
+    for (int i = 0; i < 4; i++) assert_string_equal(x->element[i]->str, want[i]);
+    freeReplyObject(x);
+    /* a run that stopped part-way, run again: only the rest is added, in
+     * order, across batches */
+    char *many = malloc(2500 * 12 + 1), *part = malloc(500 * 12 + 1);
+    size_t o = 0, q = 0;
+    for (int i = 0; i < 2500; i++) {
+        o += (size_t)sprintf(many + o, "r-%d\n", i);
+        if (i < 1500 && i >= 1000) q += (size_t)sprintf(part + q, "r-%d\n", i);
+    }
+    EXPECT(0, part, "stock", "add", "psn");
+    j = JSON(many, "stock", "add", "psn", "--json");
+    assert_int_equal((int)jnum(j, "added"), 2000);
+    assert_int_equal((int)jnum(j, "skipped"), 500);
+    assert_int_equal((int)jnum(j, "in_stock"), 2500);
+    cJSON_Delete(j);
+    free(many);
+    free(part);
+    x = fk_t_cmd(g_c, "LRANGE %s:stock:psn 499 500", P);
+    assert_string_equal(x->element[0]->str, "r-1499");
+    assert_string_equal(x->element[1]->str, "r-0");
+    freeReplyObject(x);
+    /* a ledger of another type: refused before any write */
+    freeReplyObject(fk_t_cmd(g_c, "SET %s:stocked:gog x", P));
+    r = ctl_in("n1\n", (const char *const[]){"stock", "add", "gog", NULL});
+    assert_int_equal(r.status, 4);
+    assert_non_null(strstr(r.err, "not the ledger set"));
+    run_free(&r);
+    assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:gog", P), 4);
 }
 
 /* ---- workers, stats, top --------------------------------------------------- */
@@ -801,6 +855,7 @@ int main(void) {
         cmocka_unit_test_setup(t_review, flush),
         cmocka_unit_test_setup(t_dead, flush),
         cmocka_unit_test_setup(t_stock, flush),
+        cmocka_unit_test_setup(t_stock_once, flush),
         cmocka_unit_test_setup(t_workers_stats_top, flush),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
