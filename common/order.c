@@ -72,6 +72,7 @@ struct scan {
     struct jfield *f;   /* known keys, recorded for the top-level object */
     size_t nf;
     enum jkind root;    /* kind of the top-level value */
+    int lenient;        /* raw control bytes in strings pass (sniff_order_id) */
     char *err;
     size_t errlen;
 };
@@ -171,7 +172,7 @@ static int scan_string(struct scan *sc, int *has_nul, int *has_esc)
         c = s[p];
         if (c == '"')
             break;
-        if (c < 0x20)
+        if (c < 0x20 && !sc->lenient)
             return scan_fail(sc, "raw control character in a string", p);
         if (c != '\\') {
             p++;
@@ -760,6 +761,54 @@ static const char *const order_keys[O_NFIELDS] = {
     "order_id", "idempotency_key", "sku", "qty", "amount", "currency", "buyer",
 };
 
+/* ---- reading the id of a refused order ---------------------------------- */
+
+#define SNIFF_MAX (1024 * 1024)  /* bytes: longer values stay anonymous */
+
+/* The order_id of a value the decoder refused, into id_out ("" if none can
+ * be read without doubt), so that the order gets its failed/invalid_order
+ * record and the shop finds a final state under the id it sent. Refused
+ * values are often a real order with one bad field: a buyer name in GBK
+ * rather than UTF-8, a raw newline in an address, a long note. So the value
+ * is scanned as strict JSON except that strings may hold any raw bytes, up
+ * to SNIFF_MAX bytes; the id is read only if the root is an object with
+ * exactly one depth-1 "order_id", a string without escapes whose bytes are
+ * a valid order id. */
+static void sniff_order_id(const char *raw, size_t len, char *id_out)
+{
+    struct jfield f[O_NFIELDS];
+    struct scan sc;
+    char err[8];
+    size_t i;
+
+    id_out[0] = '\0';
+    if (raw == NULL || len == 0 || len > SNIFF_MAX)
+        return;
+    for (i = 0; i < O_NFIELDS; i++) {
+        memset(&f[i], 0, sizeof f[i]);
+        f[i].name = order_keys[i];
+    }
+    memset(&sc, 0, sizeof sc);
+    sc.s = (const unsigned char *)raw;
+    sc.n = len;
+    sc.f = f;
+    sc.nf = O_NFIELDS;
+    sc.lenient = 1;
+    sc.err = err;
+    sc.errlen = sizeof err;
+    if (scan_value(&sc) != 0 || sc.root != J_OBJECT)
+        return;
+    const struct jfield *id = &f[O_ORDER_ID];
+    /* the token with its quotes; a backslash is no id character, so an
+     * escaped id fails valid_order_id */
+    if (id->count != 1 || id->kind != J_STRING || id->vlen < 2)
+        return;
+    if (!valid_order_id(raw + id->vpos + 1, id->vlen - 2))
+        return;
+    memcpy(id_out, raw + id->vpos + 1, id->vlen - 2);
+    id_out[id->vlen - 2] = '\0';
+}
+
 int fk_order_decode(const char *raw, size_t len, fk_order *out, char *err, size_t errlen, char *id_out)
 {
     struct jfield f[O_NFIELDS];
@@ -774,8 +823,11 @@ int fk_order_decode(const char *raw, size_t len, fk_order *out, char *err, size_
         id_out[0] = '\0';
     set_err(err, errlen, "%s", "");
     rc = dec_open(&d, raw, len, f, order_keys, O_NFIELDS, err, errlen);
-    if (rc != 0)
+    if (rc != 0) {
+        if (rc == FK_EINVAL && id_out != NULL)
+            sniff_order_id(raw, len, id_out);
         return rc;
+    }
 
     memset(&o, 0, sizeof o);
     rc = FK_EINVAL;

@@ -48,9 +48,12 @@ typedef struct fk_payment {
  * "value exceeds 16384 bytes". On failure *out is left untouched.
  *
  * id_out (size FK_ORDER_ID_MAX+1, may be NULL) receives the order_id on
- * success, and also on failure if the value is a well-formed JSON object with
- * exactly one "order_id" member holding a valid order id; else "" -- so the
- * caller can mark that order invalid.
+ * success, and also on failure if the value is a JSON object with exactly
+ * one "order_id" member holding a valid order id; else "" -- so the caller
+ * can mark that order invalid. For this the value need only be JSON in its
+ * structure: its strings may hold raw bytes of any kind (NUL, control
+ * characters, invalid UTF-8) and it may be up to 1 MiB long, as long as the
+ * id itself is written plainly (no escapes).
  *
  * Rules (DESIGN.md, made strict): value <= FK_ENTRY_MAX bytes, no NUL bytes,
  * valid UTF-8, strict RFC 8259 JSON (no BOM, no raw control characters, no

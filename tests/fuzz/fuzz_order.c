@@ -5,6 +5,7 @@
  * every rule of order.h, encode to at most FK_ENTRY_MAX bytes and decode back
  * to an equal order. Any violation aborts, which libFuzzer reports as a crash.
  * Built only with -Dfuzz=true (see scripts/fuzz). */
+#define _GNU_SOURCE /* memmem */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -106,9 +107,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(json);
     } else {
         check_err(err, sizeof err);
-        if (id[0] != '\0')
+        if (id[0] != '\0') {
             CHECK(strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                              "0123456789_.:-") == strlen(id));
+            /* the id of a refused value is read from the value: without
+             * escapes in it, the id is there as it is */
+            char quoted[FK_ORDER_ID_MAX + 3];
+            int qn = snprintf(quoted, sizeof quoted, "\"%s\"", id);
+            if (memchr(raw, '\\', size) == NULL)
+                CHECK(memmem(raw, size, quoted, (size_t)qn) != NULL);
+        }
     }
 
     rc = fk_payment_decode(raw, size, &p, err, sizeof err, id);

@@ -135,11 +135,15 @@ static void test_garbage_mixed(void **state) {
         assert_true(has_error && has_source);
     }
     freeReplyObject(d);
-    /* an invalid order whose id was readable is recorded failed */
-    redisReply *s = fk_t_cmd(c, "HMGET %s:order:G2 state reason", P);
-    assert_string_equal(s->element[0]->str, "failed");
-    assert_string_equal(s->element[1]->str, "invalid_order");
-    freeReplyObject(s);
+    /* an invalid order whose id was readable is recorded failed: a bad
+     * field (G2), and also a value too long (G4, 1 MiB) or not UTF-8 (G5) */
+    for (int g = 2; g <= 5; g += g == 2 ? 2 : 1) {
+        redisReply *s = fk_t_cmd(c, "HMGET %s:order:G%d state reason message", P, g);
+        assert_string_equal(s->element[0]->str, "failed");
+        assert_string_equal(s->element[1]->str, "invalid_order");
+        if (g == 5) assert_non_null(strstr(s->element[2]->str, "UTF-8"));
+        freeReplyObject(s);
+    }
     assert_int_equal(kill(w1, 0), 0);
     assert_int_equal(kill(w2, 0), 0);
     redisReply *x = fk_t_cmd(c, "XPENDING %s:orders workers", P);

@@ -384,7 +384,7 @@ static void t_size(void **state)
     memset(big + h, 'p', n - h - 2);
     memcpy(big + n - 2, "\"}", 2);
     BADN(big, n, "value exceeds 16384 bytes");
-    assert_string_equal(g_id, "");
+    assert_string_equal(g_id, "A1"); /* refused, but the id is read */
 
     /* 1 MiB */
     n = 1024 * 1024;
@@ -467,13 +467,16 @@ static void t_invalid_utf8(void **state)
         /* in a field we use, in an unknown field, in a key, outside strings */
         snprintf(buf, sizeof buf, "{\"order_id\":\"A1\",\"sku\":\"s%s\",\"qty\":1,\"amount\":1}", bad[i]);
         BAD(buf, "value is not valid UTF-8");
-        assert_string_equal(g_id, "");
+        assert_string_equal(g_id, "A1"); /* refused, but the id is read */
         snprintf(buf, sizeof buf, "{\"order_id\":\"A1\",\"sku\":\"s\",\"qty\":1,\"amount\":1,\"x\":\"%s\"}", bad[i]);
         BAD(buf, "value is not valid UTF-8");
+        assert_string_equal(g_id, "A1");
         snprintf(buf, sizeof buf, "{\"order_id\":\"A1\",\"sku\":\"s\",\"qty\":1,\"amount\":1,\"%s\":0}", bad[i]);
         BAD(buf, "value is not valid UTF-8");
+        assert_string_equal(g_id, "A1");
         snprintf(buf, sizeof buf, "%s{\"order_id\":\"A1\",\"sku\":\"s\",\"qty\":1,\"amount\":1}", bad[i]);
         BAD(buf, "value is not valid UTF-8");
+        assert_string_equal(g_id, ""); /* not JSON */
     }
     /* the edges that are valid */
     OK(WITH(M("buyer", "\"\xc2\x80 \xdf\xbf \xe0\xa0\x80 \xed\x9f\xbf \xee\x80\x80 "
@@ -487,9 +490,11 @@ static void t_nul(void **state)
     (void)state;
 
     BADN(raw, sizeof raw - 1, "value contains a NUL byte");
-    assert_string_equal(g_id, "");
+    assert_string_equal(g_id, "A1"); /* refused, but the id is read */
     BADN(raw2, sizeof raw2 - 1, "value contains a NUL byte");
+    assert_string_equal(g_id, ""); /* trailing data: not JSON */
     BADN("\0", 1, "value contains a NUL byte");
+    assert_string_equal(g_id, "");
 
     /* \u0000 in every field we use */
     BAD(J("\"A\\u0000B\"", D_SKU, D_QTY, D_AMT, NULL), "order_id must not contain \\u0000");
@@ -750,9 +755,57 @@ static void t_id_out(void **state)
     assert_string_equal(g_id, "");
     BAD("{\"order_id\":\"A-9\",\"qty\":1.5,", "not valid JSON");   /* not a JSON object */
     assert_string_equal(g_id, "");
+    /* a real order with one bad field still names itself: raw control
+     * bytes, a buyer in GBK, a NUL, a long note (up to 1 MiB) */
     BAD("{\"order_id\":\"A-9\",\"sku\":\"\x01\",\"qty\":1,\"amount\":1}", "control character");
-    assert_string_equal(g_id, "");
+    assert_string_equal(g_id, "A-9");
     BAD("{\"order_id\":\"A-9\",\"sku\":\"\xff\",\"qty\":1,\"amount\":1}", "UTF-8");
+    assert_string_equal(g_id, "A-9");
+    BAD("{\"sku\":\"s\",\"buyer\":\"\xd5\xc5\xc8\xfd\",\"order_id\":\"G-1\"}", "UTF-8");
+    assert_string_equal(g_id, "G-1");
+    BADN("{\"order_id\":\"N-1\",\"buyer\":\"a\0b\"}", 32, "NUL");
+    assert_string_equal(g_id, "N-1");
+    {
+        size_t big = 64 * 1024;
+        char *v = malloc(big);
+        assert_non_null(v);
+        int k = sprintf(v, "{\"order_id\":\"L-1\",\"note\":\"");
+        memset(v + k, 'x', big - (size_t)k - 2);
+        memcpy(v + big - 2, "\"}", 2);
+        BADN(v, big, "exceeds");
+        assert_string_equal(g_id, "L-1");
+        free(v);
+        /* past 1 MiB the id is not looked for */
+        big = 1024 * 1024 + 1;
+        v = malloc(big);
+        assert_non_null(v);
+        k = sprintf(v, "{\"order_id\":\"L-2\",\"note\":\"");
+        memset(v + k, 'x', big - (size_t)k - 2);
+        memcpy(v + big - 2, "\"}", 2);
+        BADN(v, big, "exceeds");
+        assert_string_equal(g_id, "");
+        free(v);
+    }
+    /* ... but only when the id itself is plain and the structure is JSON */
+    BADN("{\"order_id\":\"N\0\",\"sku\":\"s\"}", 27, "NUL");
+    assert_string_equal(g_id, "");
+    BAD("{\"order_id\":\"A\xff\",\"sku\":\"s\"}", "UTF-8");
+    assert_string_equal(g_id, "");
+    BAD("{\"order_id\":\"A\\u0031\",\"sku\":\"\xff\"}", "UTF-8");
+    assert_string_equal(g_id, "");
+    BAD("{\"order_id\":\"A-1\",\"order_id\":\"A-2\",\"b\":\"\xff\"}", "UTF-8");
+    assert_string_equal(g_id, "");
+    BAD("{\"order_id\":\"A-1\",\"b\":\"\xff\"", "UTF-8");       /* unterminated */
+    assert_string_equal(g_id, "");
+    BAD("{\"order_id\":\"A-1\",\"b\":\xff}", "UTF-8");           /* outside a string */
+    assert_string_equal(g_id, "");
+    BADN("{\"order_id\":\"A-1\"}\0", 19, "NUL");
+    assert_string_equal(g_id, "");
+    BAD("[\"order_id\",\"A-1\",\"\xff\"]", "UTF-8");
+    assert_string_equal(g_id, "");
+    BAD("{\"x\":{\"order_id\":\"A-9\",\"b\":\"\xff\"}}", "UTF-8");
+    assert_string_equal(g_id, "");
+    BAD("{\"order_id\":7,\"b\":\"\xff\"}", "UTF-8");
     assert_string_equal(g_id, "");
     /* the order_id of a nested object is not the order's */
     BAD("{\"x\":{\"order_id\":\"A-9\"}}", "order_id is required");
