@@ -495,8 +495,11 @@ static void run_work(fk_job *j) {
         } else if (!j->ctx->gateway) {
             deliver(j, NULL);
         } else if (strcmp(j->charge, "sent") == 0 || strcmp(j->charge, "unknown") == 0 ||
-                   strcmp(j->charge, "pending") == 0 || strcmp(j->charge, "paid") == 0) {
-            query(j); /* never charge twice: ask first */
+                   strcmp(j->charge, "pending") == 0 || strcmp(j->charge, "paid") == 0 ||
+                   strcmp(j->charge, "declined") == 0) {
+            /* never charge twice, nor again over a decline: ask first (the
+             * same list as FK_ASK_FIRST in lua/lib.lua) */
+            query(j);
         } else {
             charge(j);
         }

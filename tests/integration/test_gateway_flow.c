@@ -365,6 +365,32 @@ static void test_outage(void **state) {
     fleet_stop(&f);
 }
 
+/* An operator's retry of a declined order (fakactl retry: failed ->
+ * processing, the record keeps charge=declined) asks the gateway before
+ * charging: the answer is the decline again and no second charge request
+ * goes out, whatever the gateway would answer to one (here: ok). */
+static void test_retry_declined_asks_first(void **state) {
+    (void)state;
+    fleet f;
+    fleet_start(&f, 1, fast, NULL);
+    fk_t_load_stock(f.c, P, 10);
+    script(&f, "G_rd", "[\"decline\",\"ok\"]");
+    submit(f.c, "G_rd", fk_t_sku(0), 1, "b@x");
+    waitarg wa = {f.c, 1};
+    assert_true(fk_t_until(all_final, &wa, 30000));
+    expect(f.c, "G_rd", "failed", "payment_declined");
+    char out[4096];
+    const char *args[] = {"--redis-url", f.r.url, "retry", "G_rd", NULL};
+    int st = fk_t_run("workers/fakactl", args, out, sizeof(out));
+    if (st != 0) fprintf(stderr, "fakactl retry: %d: %s\n", st, out);
+    assert_int_equal(st, 0);
+    wa.want = 2; /* failed again (the retry reopened it) */
+    assert_true(fk_t_until(all_final, &wa, 30000));
+    expect(f.c, "G_rd", "failed", "payment_declined");
+    expect_ledger(&f, "G_rd", 0, 1);
+    fleet_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_scripted_outcomes, fk_t_teardown),
@@ -372,6 +398,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_faults_30pct, fk_t_teardown),
         cmocka_unit_test_teardown(test_retry_timing, fk_t_teardown),
         cmocka_unit_test_teardown(test_outage, fk_t_teardown),
+        cmocka_unit_test_teardown(test_retry_declined_asks_first, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1565,6 +1565,13 @@ static void t_accept_send(void **state) {
     assert_string_equal(resume_(id, "S1", ""),
                         "['work','processing','4','absent','0','','sku1','1','700','CNY',"
                         "'buyer@example.com','','','','[\"sku1-c1\"]']");
+    /* declined (retried by an operator, or a crash before the failure was
+     * written): asked again, never marked sent */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until 1 charge declined", okey("S1")));
+    assert_string_equal(resume_(id, "S1", "send"),
+                        "['work','processing','5','declined','0','','sku1','1','700','CNY',"
+                        "'buyer@example.com','','','','[\"sku1-c1\"]']");
+    assert_string_equal(hget("S1", "charge"), "'declined'");
     /* a payment reported before its order: never charged */
     freeReplyObject(fk_t_cmd(g_c, "HSET %s pay_status succeeded payment_id P9", okey("S2")));
     pending_entry(id, sizeof(id), "order", "{}");
