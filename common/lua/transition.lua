@@ -34,7 +34,8 @@ local okey, stream, skey, rkey, vkey, stats, minute, nkey, akey, ckey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local to, ops, oid = ARGV[5], ARGV[8], ARGV[13]
 local operator = ARGV[19] or ''
-local h = redis.call('HMGET', okey, 'state', 'fence', 'resv', 'qty', 'attempts', 'first_fail_at')
+local h = redis.call('HMGET', okey, 'state', 'fence', 'resv', 'qty', 'attempts', 'first_fail_at',
+  'lease_entry')
 if (h[1] or '') ~= ARGV[4] or (ARGV[3] ~= '' and h[2] ~= ARGV[3]) then
   return {'stale', h[1] or '', h[2] or ''}
 end
@@ -159,8 +160,13 @@ if FK_FINAL[to] then
     fk_cool_fail(ckey, oid, ARGV[6], now, ARGV[21], ARGV[22], ARGV[23])
   end
 elseif to ~= ARGV[4] then
-  -- entering processing or pending_payment: a new deadline for the reaper
+  -- entering processing or pending_payment: a new deadline for the reaper.
+  -- An order a reaper holds and keeps (its paid pending_payment order on
+  -- the way to delivery) is due when that lease ends: a reaper that dies
+  -- before delivering leaves it to another one then, not a whole order TTL
+  -- later (no stream entry brings a reaper's order back).
   local ttl = (to == FK_ST.PENDING_PAYMENT) and ARGV[18] or ARGV[17]
+  if op.K and h[7] == 'reaper' then ttl = ARGV[14] end
   redis.call('ZADD', akey, string.format('%d', now + tonumber(ttl)), oid)
 end
 if FK_FINAL[ARGV[4]] and not FK_FINAL[to] then

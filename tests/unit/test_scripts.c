@@ -1024,6 +1024,22 @@ static void t_transition_retry(void **state) {
     long long dl = active_at("A1"); /* a new state: the payment deadline */
     assert_true(dl >= now + PAYMENT_TTL_MS && dl <= now + PAYMENT_TTL_MS + 1000);
 
+    /* K out of pending_payment: a worker's order gets the order TTL, a
+     * reaper's the end of its lease (a dead reaper's order comes back then) */
+    seed_order("A6", "pending_payment", "2", NULL);
+    tr k = {.oid = "A6", .fence = "2", .from = "pending_payment", .to = "processing",
+            .ops = "K", .charge = "paid", .lease_ms = 5000};
+    assert_string_equal(transition(&k), "['ok','2']");
+    dl = active_at("A6");
+    assert_true(dl >= now + ORDER_TTL_MS && dl <= now + ORDER_TTL_MS + 1000);
+    seed_order("A7", "pending_payment", "2", NULL);
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_entry reaper", okey("A7")));
+    k.oid = "A7";
+    assert_string_equal(transition(&k), "['ok','2']");
+    dl = active_at("A7");
+    assert_true(dl >= now + 5000 && dl <= now + 6000);
+    assert_int_equal(dl, atoll(hget("A7", "lease_until") + 1));
+
     /* V: to review, with an extra field */
     tr v = {.oid = "A1", .fence = "7", .from = "pending_payment", .to = "manual_review",
             .reason = "payment_unknown", .ops = "V", .extra_field = "note",
