@@ -19,6 +19,12 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* A repeating error's log state (see errlog). */
+typedef struct errlog_state {
+    uint64_t last;       /* loop time of the last line, 0 = none yet */
+    unsigned long count; /* occurrences since that line */
+} errlog_state;
+
 typedef struct fk_worker {
     uv_loop_t loop;
     fk_config cfg;
@@ -50,8 +56,8 @@ typedef struct fk_worker {
     uv_timer_t duty_timer; /* heartbeat, reclaim, drain deadline */
     uv_signal_t sigterm, sigint;
     uint64_t last_heartbeat, last_reclaim, last_group_try;
-    uint64_t last_promote_err;      /* a failing promoter logs once a second */
-    unsigned long promote_errs;     /* failures since that line */
+    errlog_state promote_err;          /* a failing promoter logs once a second */
+    errlog_state read_err;             /* so does a failing XREADGROUP */
 
     unsigned long long n_settled, n_left, n_abandoned;
 } fk_worker;
@@ -122,6 +128,19 @@ static void dispatch(fk_worker *w, const redisReply *e, int skip_inflight) {
     fk_job_start(j);
 }
 
+/* A Redis error that repeats on a timer: logged at most once a second,
+ * with how often it happened since the last line. */
+static void errlog(fk_worker *w, errlog_state *e, const char *event, const char *what,
+                   const char *err) {
+    uint64_t now = uv_now(&w->loop);
+    e->count++;
+    if (e->last != 0 && now - e->last < 1000) return;
+    fk_error(event, NULL, "%s (%lu time%s in the last second): %s", what, e->count,
+             e->count == 1 ? "" : "s", err);
+    e->last = now;
+    e->count = 0;
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
 static void ensure_group(fk_worker *w);
@@ -139,7 +158,8 @@ static void on_read(fk_redis *r, redisReply *reply, void *arg) {
                 w->group_ok = 0;
                 ensure_group(w);
             } else {
-                fk_error("worker.read", NULL, "XREADGROUP failed: %s", err);
+                /* the duty timer asks again every 100 ms */
+                errlog(w, &w->read_err, "worker.read", "XREADGROUP failed", err);
             }
         }
         if (w->stopping && w->inflight == 0) shutdown_all(w);
@@ -249,14 +269,7 @@ static void on_promote(fk_redis *r, redisReply *reply, void *arg) {
     (void)r;
     w->promoting = 0;
     if (fk_redis_reply_err(reply, err, sizeof(err)) == FK_EREDIS) {
-        uint64_t now = uv_now(&w->loop);
-        w->promote_errs++;
-        if (now - w->last_promote_err >= 1000) {
-            fk_error("worker.promote", NULL, "promoter failed (%lu time%s in the last second): %s",
-                     w->promote_errs, w->promote_errs == 1 ? "" : "s", err);
-            w->last_promote_err = now;
-            w->promote_errs = 0;
-        }
+        errlog(w, &w->promote_err, "worker.promote", "promoter failed", err);
         return;
     }
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) return;

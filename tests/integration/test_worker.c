@@ -266,6 +266,49 @@ static void test_group_after_oom(void **state) {
     fk_t_redis_stop(&r);
 }
 
+/* Lines of the worker log file that contain needle. */
+static int log_lines_with(const fk_t_redis *r, const char *name, const char *needle) {
+    char path[512], line[4096];
+    snprintf(path, sizeof(path), "%s/%s.log", r->dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle)) n++;
+    fclose(f);
+    return n;
+}
+
+/* The stream key replaced by a string: every read fails with WRONGTYPE.
+ * The worker says so about once a second (not on every 100 ms tick), and
+ * reads again once the key is gone (the group is created anew). */
+static void test_read_error(void **state) {
+    (void)state;
+    fk_t_redis r;
+    fk_t_redis_start(&r, 0);
+    redisContext *c = fk_t_connect(&r);
+    fk_t_load_stock(c, P, 2);
+    pid_t w = fk_t_worker(&r, "w1", NULL);
+    fk_t_sleep_ms(500);
+    freeReplyObject(fk_t_cmd(c, "DEL %s:orders", P));
+    freeReplyObject(fk_t_cmd(c, "SET %s:orders not-a-stream", P));
+    fk_t_sleep_ms(3000);
+    int lines = log_lines_with(&r, "w1", "XREADGROUP failed");
+    fprintf(stderr, "# %d XREADGROUP lines in 3 s\n", lines);
+    assert_true(lines >= 1 && lines <= 5);
+    freeReplyObject(fk_t_cmd(c, "DEL %s:orders", P));
+    fk_t_sleep_ms(300);
+    freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"E1\",\"sku\":\"wow-60d\",\"qty\":1,"
+                             "\"amount\":100}"));
+    waitarg wa = {c, 1, NULL};
+    assert_true(fk_t_until(all_final, &wa, 10000));
+    assert_true(order_state_is(c, "E1", "completed"));
+    stop_worker(w);
+    redisFree(c);
+    fk_t_redis_stop(&r);
+}
+
 typedef struct producer_arg {
     int port;
     long long n;
@@ -408,6 +451,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_orders_complete, fk_t_teardown),
         cmocka_unit_test_teardown(test_idempotency, fk_t_teardown),
         cmocka_unit_test_teardown(test_group_after_oom, fk_t_teardown),
+        cmocka_unit_test_teardown(test_read_error, fk_t_teardown),
         cmocka_unit_test_teardown(test_garbage_mixed, fk_t_teardown),
         cmocka_unit_test_teardown(test_sigterm_drain, fk_t_teardown),
         cmocka_unit_test_teardown(test_redis_restart, fk_t_teardown),
