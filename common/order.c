@@ -357,8 +357,9 @@ static void note_value(struct jfield *f, enum jkind kind, size_t pos, size_t len
     f->has_nul = has_nul;
 }
 
-/* Scan the whole value s[0..n) (already known to be UTF-8 without NUL bytes)
- * as one strict JSON text. Records the root's kind and, if the root is an
+/* Scan the whole value s[0..n) (already known to be UTF-8 without NUL bytes,
+ * unless sc->lenient: then strings may hold any bytes) as one strict JSON
+ * text. Records the root's kind and, if the root is an
  * object, the depth-1 occurrences of the known keys in sc->f. Returns 0, or
  * -1 with a message in sc->err. Iterative: no recursion however deep the
  * input nests. */
