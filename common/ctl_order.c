@@ -307,7 +307,7 @@ static int check_note(fk_ctl *ctl, const char *note) {
 /* What an operator transition needs from the record. */
 typedef struct rec {
     fk_state state;
-    char fence[24], sku[FK_SKU_MAX_CHARS * 4 + 1], reason[64];
+    char fence[24], sku[FK_SKU_MAX_CHARS * 4 + 1], reason[64], charge[24];
     long long qty;
     int has_resv;
 } rec;
@@ -316,15 +316,15 @@ static int read_rec(fk_ctl *ctl, const char *id, rec *out) {
     char okey[FK_KEY_MAX];
     int rc;
     fk_key_order(&ctl->keys, id, okey, sizeof(okey));
-    redisReply *r = fk_ctl_cmd(ctl, &rc, "HMGET %s state fence sku qty reason resv", okey);
+    redisReply *r = fk_ctl_cmd(ctl, &rc, "HMGET %s state fence sku qty reason resv charge", okey);
     if (!r) return rc;
     memset(out, 0, sizeof(*out));
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
         freeReplyObject(r);
         return fk_ctl_fail(ctl, FK_EPROTO, "unexpected HMGET reply");
     }
-    const char *v[6];
-    for (int i = 0; i < 6; i++)
+    const char *v[7];
+    for (int i = 0; i < 7; i++)
         v[i] = r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : NULL;
     if (!v[0]) {
         freeReplyObject(r);
@@ -336,6 +336,7 @@ static int read_rec(fk_ctl *ctl, const char *id, rec *out) {
     out->qty = v[3] ? atoll(v[3]) : 0;
     snprintf(out->reason, sizeof(out->reason), "%s", v[4] ? v[4] : "");
     out->has_resv = v[5] != NULL;
+    snprintf(out->charge, sizeof(out->charge), "%s", v[6] ? v[6] : "");
     freeReplyObject(r);
     return 0;
 }
@@ -565,6 +566,13 @@ static int review_resolve(fk_ctl *ctl, int argc, char **argv) {
     if (r.state != FK_ST_MANUAL_REVIEW || !fk_state_can(r.state, to))
         return fk_ctl_fail(ctl, FK_EBUSY, "order %s is %s, not waiting for review", pos[0],
                            fk_state_name(r.state));
+    if (to == FK_ST_PROCESSING && strcmp(r.charge, "conflict") == 0)
+        return fk_ctl_fail(ctl, FK_EBUSY,
+                           "order %s: the gateway holds another charge under its idempotency"
+                           " key (HTTP 409), so a worker cannot learn this order's payment from"
+                           " the gateway; check the payment yourself, then resolve --as"
+                           " completed or --as failed",
+                           pos[0]);
     op_tr t = {pos[0], &r, to, FK_R_NONE, NULL, "", NULL, NULL, who, note};
     char what[400];
     if (to == FK_ST_COMPLETED) {

@@ -270,11 +270,17 @@ static void on_charge(void *arg, const fk_gw_result *res) {
     case FK_GW_INVALID:
         fail(j, FK_R_PAYMENT_INVALID, res->detail, "declined");
         return;
-    case FK_GW_CONFLICT:
+    case FK_GW_CONFLICT: {
         /* Our key holds another charge at the gateway: money may have moved
-         * for something else. A human must look. */
-        review(j, FK_ST_PROCESSING, FK_R_PAYMENT_UNKNOWN, res->detail);
+         * for something else. A human must look, and the record says why
+         * (charge=conflict): a status query under this key would answer for
+         * that other charge, so fakactl will not send the order back to the
+         * workers (review resolve --as processing) on its word. */
+        tr t = {FK_ST_PROCESSING, FK_ST_MANUAL_REVIEW, FK_R_PAYMENT_UNKNOWN, res->detail, "V", 0,
+                "conflict", NULL, 1};
+        transition(j, &t);
         return;
+    }
     case FK_GW_NOT_FOUND:
     case FK_GW_TRANSIENT:
     default:

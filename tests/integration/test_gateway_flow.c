@@ -391,6 +391,47 @@ static void test_retry_declined_asks_first(void **state) {
     fleet_stop(&f);
 }
 
+/* An idempotency key the shop used again for another order, once faka's
+ * memory of it (--idem-ttl-s) ran out: the gateway answers 409 for the new
+ * amount. The order goes to review marked charge=conflict, and fakactl
+ * refuses to send it back to the workers, whose status query would answer
+ * with the first order's payment. */
+static void test_gateway_conflict(void **state) {
+    (void)state;
+    fleet f;
+    fleet_start(&f, 1, fast, NULL);
+    fk_t_load_stock(f.c, P, 10);
+    freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"C1\",\"idempotency_key\":\"chk-9\","
+                             "\"sku\":\"wow-60d\",\"qty\":1,\"amount\":100}"));
+    waitarg wa = {f.c, 1};
+    assert_true(fk_t_until(all_final, &wa, 30000));
+    expect(f.c, "C1", "completed", "");
+    freeReplyObject(fk_t_cmd(f.c, "DEL %s:idem:chk-9", P)); /* a day later */
+    freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"C2\",\"idempotency_key\":\"chk-9\","
+                             "\"sku\":\"wow-60d\",\"qty\":1,\"amount\":5000}"));
+    wa.want = 2;
+    assert_true(fk_t_until(all_final, &wa, 30000));
+    expect(f.c, "C2", "manual_review", "payment_unknown");
+    redisReply *r = fk_t_cmd(f.c, "HGET %s:order:C2 charge", P);
+    assert_string_equal(r->str, "conflict");
+    freeReplyObject(r);
+    char out[4096];
+    const char *args[] = {"--redis-url", f.r.url, "review", "resolve", "C2", "--as", "processing",
+                          NULL};
+    int st = fk_t_run("workers/fakactl", args, out, sizeof(out));
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(out, "409"));
+    expect(f.c, "C2", "manual_review", "payment_unknown");
+    const char *fail_args[] = {"--redis-url", f.r.url, "review", "resolve", "C2", "--as",
+                               "failed", NULL};
+    assert_int_equal(fk_t_run("workers/fakactl", fail_args, out, sizeof(out)), 0);
+    expect(f.c, "C2", "failed", "operator");
+    expect_ledger(&f, "chk-9", 1, -1);
+    fleet_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_scripted_outcomes, fk_t_teardown),
@@ -399,6 +440,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_retry_timing, fk_t_teardown),
         cmocka_unit_test_teardown(test_outage, fk_t_teardown),
         cmocka_unit_test_teardown(test_retry_declined_asks_first, fk_t_teardown),
+        cmocka_unit_test_teardown(test_gateway_conflict, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
