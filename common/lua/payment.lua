@@ -10,6 +10,7 @@
 --   processing -> manual_review/payment_unknown (succeeded, but no
 --     reservation to deliver)
 --   failed|expired -> manual_review/late_payment (succeeded too late)
+--   manual_review: no transition; the outcome is recorded on the record
 --   no record yet: the payment is kept on a stub that accept.lua merges.
 -- KEYS: 1 order hash, 2 orders stream, 3 stock list, 4 stats, 5 stats
 --       minute, 6 review zset, 7 notify zset, 8 retry zset, 9 active zset,
@@ -20,7 +21,7 @@
 --       12 msg no reservation, 13 cooldown failures, 14 cooldown window s,
 --       15 cooldown s (13-15 with KEYS[10] only)
 -- Returns {'stub'} | {'completed', codes} | {'failed'} | {'review'} |
---         {'noop', state}
+--         {'noted', 'manual_review'} | {'noop', state}
 local okey, stream, skey, stats, minute, vkey, nkey, rkey, akey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local group, entry, oid, status, pid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -36,6 +37,22 @@ if not st then
 end
 
 if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
+  -- A decline releases the reservation. Lua does not roll back, so what
+  -- can fail (a resv edited by hand, a stock key of another type) is
+  -- checked before the first write: refused, the order is as it was and
+  -- its deadline still stands (the reaper settles it), the entry pending.
+  local codes
+  if status ~= 'succeeded' and h[2] then
+    local ok, c = pcall(cjson.decode, h[2])
+    if not ok or type(c) ~= 'table' then
+      return redis.error_reply('ERR order ' .. oid .. ': resv is not a JSON array of codes')
+    end
+    local t = redis.call('TYPE', skey).ok
+    if t ~= 'list' and t ~= 'none' then
+      return redis.error_reply('ERR ' .. skey .. ' is a ' .. t .. ', not a list of codes')
+    end
+    codes = c
+  end
   redis.call('HINCRBY', okey, 'fence', 1)
   redis.call('ZREM', rkey, oid)
   redis.call('ZREM', akey, oid) -- every branch below ends final
@@ -58,8 +75,7 @@ if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
     fk_finalize(okey, stats, minute, FK_ST.MANUAL_REVIEW, FK_R.PAYMENT_UNKNOWN, now, ARGV[7])
     out = {'review'}
   else
-    if h[2] then
-      local codes = cjson.decode(h[2])
+    if codes then
       if #codes > 0 then redis.call('RPUSH', skey, unpack(codes)) end
       redis.call('HDEL', okey, 'resv')
     end
@@ -81,6 +97,15 @@ if status == 'succeeded' and (st == FK_ST.FAILED or st == FK_ST.EXPIRED) then
   fk_count(stats, minute, 'reopened', 1) -- it left failed/expired (docs/METRICS.md)
   fk_ack(stream, group, entry)
   return {'review'}
+end
+
+if st == FK_ST.MANUAL_REVIEW then
+  -- the shop's word is kept for the human deciding (fakactl order shows
+  -- it; review resolve --as processing then delivers or fails on it)
+  redis.call('HSET', okey, 'pay_status', status, 'updated_at', now)
+  if pid ~= '' then redis.call('HSET', okey, 'payment_id', pid) end
+  fk_ack(stream, group, entry)
+  return {'noted', st}
 end
 
 fk_ack(stream, group, entry)

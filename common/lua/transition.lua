@@ -68,6 +68,12 @@ else
   hs[#hs + 1], hs[#hs + 2] = 'reason', ARGV[6]
 end
 
+-- F bumps the fence after S may have taken codes: a fence that is not an
+-- integer (edited by hand) is refused before anything is written, as Lua
+-- does not roll back
+if op.F and h[2] and not fk_is_int(h[2]) then
+  return redis.error_reply('ERR order ' .. oid .. ': fence is not an integer')
+end
 local took = false
 if op.S and not h[3] then
   local qty = tonumber(h[4] or '0') or 0

@@ -911,6 +911,14 @@ static void t_transition_reserve(void **state) {
     assert_string_equal(transition(&u), "['ok','4']");
     assert_string_equal(hget("A1", "resv"), "'[\"c1\",\"c2\"]'");
     assert_string_equal(stock(), "['c3']");
+    /* an operator's S+F on a record whose fence was edited into garbage:
+     * refused before S takes a code (Lua does not roll back) */
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s c4 c5", g_skey));
+    seed_order("A2", "failed", "x", NULL);
+    tr f = {.oid = "A2", .fence = "x", .from = "failed", .to = "processing", .ops = "SFQ"};
+    before = snapshot();
+    assert_non_null(strstr(transition(&f), "fence is not an integer"));
+    assert_unchanged(before);
 }
 
 static void t_transition_deliver(void **state) {
@@ -1310,6 +1318,60 @@ static const char *accept_(const acc *x) {
     return call(FK_LUA_ACCEPT, 11, &a);
 }
 
+/* ---- payment.lua ------------------------------------------------------------ */
+
+static const char *payment_(const char *entry, const char *oid, const char *status,
+                            const char *pid) {
+    char ok[FK_KEY_MAX];
+    fk_key_order(&g_k, oid, ok, sizeof(ok));
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    fk_key_stats_minute(&g_k, fk_now_ms(), g_minute, sizeof(g_minute));
+    fk_args a;
+    fk_args_init(&a);
+    const char *keys[] = {ok, g_k.stream, g_skey, g_k.stats, g_minute, g_k.review, g_k.notify,
+                          g_k.retry, g_k.active};
+    for (int i = 0; i < 9; i++) fk_args_str(&a, keys[i]);
+    const char *argv[] = {GROUP, entry, oid, status, pid, "60", "600", "m completed",
+                          "m declined", "m late", "0", "m noresv"};
+    for (int i = 0; i < 12; i++) fk_args_str(&a, argv[i]);
+    return call(FK_LUA_PAYMENT, 9, &a);
+}
+
+/* A decline that cannot release the reservation (resv edited into garbage,
+ * the stock key of another type) is refused before anything is written;
+ * a payment for an order in review is kept on its record. */
+static void t_payment(void **state) {
+    (void)state;
+    char id[64];
+    pending_entry(id, sizeof(id), "payment", "{}");
+    seed_order("P1", "processing", "1", "not json");
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s 5 P1", g_k.active));
+    char *before = snapshot();
+    assert_non_null(strstr(payment_(id, "P1", "declined", ""), "resv is not a JSON array"));
+    assert_unchanged(before);
+    seed_order("P2", "processing", "1", "[\"c1\"]");
+    fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
+    freeReplyObject(fk_t_cmd(g_c, "SET %s oops", g_skey));
+    before = snapshot();
+    assert_non_null(strstr(payment_(id, "P2", "declined", ""), "not a list of codes"));
+    assert_unchanged(before);
+    assert_int_equal(pending_count(), 1);
+    /* the same decline with the stock key fixed: released, failed */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_skey));
+    assert_string_equal(payment_(id, "P2", "declined", ""), "['failed']");
+    assert_string_equal(stock(), "['c1']");
+    assert_int_equal(pending_count(), 0);
+    /* in review: recorded, no transition */
+    pending_entry(id, sizeof(id), "payment", "{}");
+    seed_order("P3", "manual_review", "2", "[\"c2\"]");
+    assert_string_equal(payment_(id, "P3", "succeeded", "pay-7"), "['noted','manual_review']");
+    assert_string_equal(hget("P3", "state"), "'manual_review'");
+    assert_string_equal(hget("P3", "pay_status"), "'succeeded'");
+    assert_string_equal(hget("P3", "payment_id"), "'pay-7'");
+    assert_string_equal(hget("P3", "resv"), "'[\"c2\"]'");
+    assert_int_equal(pending_count(), 0);
+}
+
 static void load_stock(const char *sku, int n) {
     fk_key_stock(&g_k, sku, g_skey, sizeof(g_skey));
     for (int i = 1; i <= n; i++)
@@ -1704,6 +1766,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_promote, flush),
         cmocka_unit_test_setup(t_promote_concurrent, flush),
         cmocka_unit_test_setup(t_dead, flush),
+        cmocka_unit_test_setup(t_payment, flush),
         cmocka_unit_test_setup(t_accept_paid, flush),
         cmocka_unit_test_setup(t_accept_out_of_stock, flush),
         cmocka_unit_test_setup(t_accept_dup_conflict, flush),
