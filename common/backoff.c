@@ -57,3 +57,8 @@ long long fk_backoff_ceiling(int attempt, long long base_ms, long long cap_ms) {
 long long fk_backoff_delay(int attempt, long long base_ms, long long cap_ms) {
     return fk_rand_upto(fk_backoff_ceiling(attempt, base_ms, cap_ms));
 }
+
+long long fk_backoff_delay_equal(int attempt, long long base_ms, long long cap_ms) {
+    long long c = fk_backoff_ceiling(attempt, base_ms, cap_ms);
+    return c / 2 + fk_rand_upto(c - c / 2);
+}

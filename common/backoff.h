@@ -1,4 +1,5 @@
-/* backoff.h -- exponential backoff with full jitter, and the process's RNG.
+/* backoff.h -- exponential backoff with full jitter (and equal jitter), and
+ * the process's RNG.
  *
  * delay = random(0, min(cap, base * 2^attempt)), the "full jitter" policy:
  * retries of many orders that failed together spread over the whole window
@@ -19,5 +20,9 @@ long long fk_rand_upto(long long n);
 long long fk_backoff_ceiling(int attempt, long long base_ms, long long cap_ms);
 /* One full-jitter delay: uniform in [0, fk_backoff_ceiling(...)]. */
 long long fk_backoff_delay(int attempt, long long base_ms, long long cap_ms);
+/* One "equal jitter" delay: uniform in [c/2, c], c = fk_backoff_ceiling(...).
+ * For a wait that must add up over the attempts whatever the draws (the
+ * shop's webhook: see notify.c), at the price of less spread. */
+long long fk_backoff_delay_equal(int attempt, long long base_ms, long long cap_ms);
 
 #endif

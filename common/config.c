@@ -94,8 +94,12 @@ static const opt options[] = {
      "TCP/TLS connect timeout"},
     {"http-max", "FAKA_HTTP_MAX", OPT_INT, OFF(http_max), 0, 1, 10000, "48", W | R, CHK_NONE,
      "concurrent HTTP requests per process"},
-    {"webhook-max", "FAKA_WEBHOOK_MAX", OPT_INT, OFF(webhook_max), 0, 1, 1000, "10", W | R,
+    {"webhook-max", "FAKA_WEBHOOK_MAX", OPT_INT, OFF(webhook_max), 0, 1, 1000, "20", W | R,
      CHK_NONE, "webhook attempts before the order is marked notify_failed"},
+    {"webhook-retry-cap-ms", "FAKA_WEBHOOK_RETRY_CAP_MS", OPT_INT, OFF(webhook_retry_cap_ms), 0,
+     1, 86400000, "3600000", W | R, CHK_NONE,
+     "longest wait between webhook attempts: wait = c/2 + random(0, c/2), c = min(cap, "
+     "retry-base*2^attempt); the defaults wait 4-8 h in all, for a shop's outage of hours"},
     {"redis-timeout-ms", "FAKA_REDIS_TIMEOUT_MS", OPT_INT, OFF(redis_timeout_ms), 0, 100,
      600000, "3000", W | R | C, CHK_NONE,
      "connect timeout and longest wait for a reply before reconnecting"},

@@ -49,6 +49,7 @@ typedef struct fk_config {
     long long http_connect_timeout_ms;
     long long http_max;        /* concurrent requests */
     long long webhook_max;     /* notification attempts */
+    long long webhook_retry_cap_ms; /* longest wait between them */
     /* redis connection watchdog */
     long long redis_timeout_ms;
     /* gateway guard (guard.h): fleet-wide circuit breaker and rate limit */

@@ -46,6 +46,9 @@ static const char synopsis[] =
     "                      refuses them all); a code this SKU was ever stocked\n"
     "                      with is skipped, so running it again adds only the rest\n"
     "  stock count [SKU]   codes in stock\n"
+    "  notify requeue ID|--failed\n"
+    "                      send the shop webhook of a completed order again after\n"
+    "                      the workers gave it up (notify=notify_failed)\n"
     "  workers             heartbeats and consumer-group state of the fleet\n"
     "  stats               the four metrics (retry-count distribution, failures by\n"
     "                      reason, average retry duration, final success rate)\n"
@@ -67,7 +70,8 @@ typedef struct ctl_command {
 static const ctl_command commands[] = {
     {"submit", fk_ctl_submit}, {"order", fk_ctl_order},   {"retry", fk_ctl_retry},
     {"review", fk_ctl_review}, {"dead", fk_ctl_dead},     {"stock", fk_ctl_stock},
-    {"workers", fk_ctl_workers}, {"stats", fk_ctl_stats}, {"top", fk_ctl_top},
+    {"notify", fk_ctl_notify}, {"workers", fk_ctl_workers}, {"stats", fk_ctl_stats},
+    {"top", fk_ctl_top},
 };
 
 /* ---- errors ------------------------------------------------------------- */

@@ -134,6 +134,7 @@ int fk_ctl_retry(fk_ctl *ctl, int argc, char **argv);
 int fk_ctl_review(fk_ctl *ctl, int argc, char **argv);
 int fk_ctl_dead(fk_ctl *ctl, int argc, char **argv);
 int fk_ctl_stock(fk_ctl *ctl, int argc, char **argv);
+int fk_ctl_notify(fk_ctl *ctl, int argc, char **argv);
 int fk_ctl_workers(fk_ctl *ctl, int argc, char **argv);
 int fk_ctl_stats(fk_ctl *ctl, int argc, char **argv);
 int fk_ctl_top(fk_ctl *ctl, int argc, char **argv);

@@ -89,6 +89,16 @@ static void on_done(fk_redis *r, redisReply *reply, void *arg) {
     drop_send(s);
 }
 
+/* The wait after a failed webhook attempt (attempts made before it): half
+ * the ceiling fixed, half jitter (fk_backoff_delay_equal). A shop's
+ * endpoint is down for a deploy or an outage of minutes to hours, so the
+ * waits must add up to hours whatever the draws (with the charge's full
+ * jitter, base 1 s and cap 60 s, all 10 attempts were spent within ~80 s
+ * of an outage); the jittered half still spreads a backlog. */
+static long long webhook_delay(int attempts, const fk_config *cfg) {
+    return fk_backoff_delay_equal(attempts, cfg->retry_base_ms, cfg->webhook_retry_cap_ms);
+}
+
 static void on_sent(void *arg, int ok, const char *reason) {
     send_t *s = arg;
     fk_notifier *n = s->n;
@@ -104,7 +114,7 @@ static void on_sent(void *arg, int ok, const char *reason) {
     fk_args_str(&a, n->keys->notify);
     fk_args_str(&a, s->order_id);
     fk_args_str(&a, ok ? "ok" : "fail");
-    fk_args_ll(&a, fk_backoff_delay(s->attempts, n->cfg->retry_base_ms, n->cfg->retry_cap_ms));
+    fk_args_ll(&a, webhook_delay(s->attempts, n->cfg));
     fk_args_ll(&a, n->cfg->webhook_max);
     fk_args_str(&a, ok ? "" : (reason ? reason : "failed"));
     if (fk_script_call(n->redis, FK_LUA_NOTIFY_DONE, 2, &a, on_done, s) != 0)

@@ -308,6 +308,12 @@ static void t_usage(void **state) {
     EXPECT(2, NULL, "stock", "count", "a", "b");
     EXPECT(2, NULL, "stock", "count", "tab\tsku");
     EXPECT(2, NULL, "stock", "remove", "x");
+    EXPECT(2, NULL, "notify");
+    EXPECT(2, NULL, "notify", "resend", "A1");
+    EXPECT(2, NULL, "notify", "requeue");
+    EXPECT(2, NULL, "notify", "requeue", "A1", "--failed");
+    EXPECT(2, NULL, "notify", "requeue", "bad id");
+    EXPECT(2, NULL, "notify", "requeue", "A1", "A2");
     EXPECT(2, NULL, "workers", "extra");
     EXPECT(2, NULL, "stats", "--bogus");
     EXPECT(2, NULL, "top", "--interval-ms", "5");
@@ -762,6 +768,38 @@ static void t_stock_once(void **state) {
     assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:gog", P), 4);
 }
 
+/* notify requeue on records as the workers leave them: only a completed
+ * order whose webhook failed for good is queued again, once. */
+static void t_notify_requeue(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W1 state completed notify notify_failed "
+                                  "notify_attempts 20", P));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W2 state completed notify notified", P));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W3 state failed", P));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W4 state completed notify notify_failed", P));
+    cJSON *j = JSON(NULL, "notify", "requeue", "W1", "--json");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "queued")), 1);
+    cJSON_Delete(j);
+    expect_field("W1", "notify", "pending");
+    assert_int_equal(fk_t_int(g_c, "HGET %s:order:W1 notify_attempts", P), 0);
+    assert_true(fk_t_int(g_c, "ZSCORE %s:notify W1", P) > 0);
+    /* again: it is pending now, not failed */
+    run r = ctl((const char *const[]){"notify", "requeue", "W1", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "notify=pending"));
+    run_free(&r);
+    EXPECT(1, NULL, "notify", "requeue", "W2");
+    EXPECT(1, NULL, "notify", "requeue", "W3");
+    EXPECT(1, NULL, "notify", "requeue", "NOPE");
+    r = ctl((const char *const[]){"notify", "requeue", "--failed", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "queued W4"));
+    assert_non_null(strstr(r.out, "1 webhook queued"));
+    run_free(&r);
+    assert_int_equal(fk_t_int(g_c, "ZCARD %s:notify", P), 2);
+    EXPECT(0, NULL, "notify", "requeue", "--failed"); /* nothing left: 0 queued */
+}
+
 /* ---- workers, stats, top --------------------------------------------------- */
 
 static void t_workers_stats_top(void **state) {
@@ -856,6 +894,7 @@ int main(void) {
         cmocka_unit_test_setup(t_dead, flush),
         cmocka_unit_test_setup(t_stock, flush),
         cmocka_unit_test_setup(t_stock_once, flush),
+        cmocka_unit_test_setup(t_notify_requeue, flush),
         cmocka_unit_test_setup(t_workers_stats_top, flush),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

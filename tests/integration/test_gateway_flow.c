@@ -432,6 +432,61 @@ static void test_gateway_conflict(void **state) {
     fleet_stop(&f);
 }
 
+/* Orders whose notify field reads want, of ids[0..n). */
+static int notify_count(redisContext *c, const char *const ids[], int n, const char *want) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = fk_t_cmd(c, "HGET %s:order:%s notify", P, ids[i]);
+        if (r->type == REDIS_REPLY_STRING && strcmp(r->str, want) == 0) k++;
+        freeReplyObject(r);
+    }
+    return k;
+}
+
+typedef struct notify_wait {
+    redisContext *c;
+    const char *const *ids;
+    int n;
+    const char *want;
+} notify_wait;
+
+static int notify_all(void *arg) {
+    notify_wait *w = arg;
+    return notify_count(w->c, w->ids, w->n, w->want) == w->n;
+}
+
+/* The shop's endpoint fails every webhook until the workers give up
+ * (notify_failed); once it is back, `fakactl notify requeue --failed`
+ * sends them again and each is notified; a second requeue of a notified
+ * order is refused. */
+static void test_notify_requeue(void **state) {
+    (void)state;
+    fleet f;
+    const char *extra[] = {"--retry-base-ms=50", "--retry-cap-ms=300", "--webhook-max=2",
+                           "--webhook-retry-cap-ms=100", NULL};
+    fleet_start(&f, 1, extra, "s3cret");
+    fk_t_load_stock(f.c, P, 10);
+    fk_t_gateway_post(&f.g, "/_faults", "{\"p_webhook_fail\":1.0}");
+    const char *ids[] = {"N1", "N2", "N3"};
+    for (int i = 0; i < 3; i++) submit(f.c, ids[i], fk_t_sku(i), 1, "b@x");
+    notify_wait nw = {f.c, ids, 3, "notify_failed"};
+    assert_true(fk_t_until(notify_all, &nw, 30000));
+    fk_t_gateway_post(&f.g, "/_faults", "{\"p_webhook_fail\":0.0}");
+    char out[4096];
+    const char *args[] = {"--redis-url", f.r.url, "notify", "requeue", "--failed", NULL};
+    int st = fk_t_run("workers/fakactl", args, out, sizeof(out));
+    if (st != 0) fprintf(stderr, "fakactl: %s\n", out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "3 webhooks queued"));
+    nw.want = "notified";
+    assert_true(fk_t_until(notify_all, &nw, 30000));
+    const char *again[] = {"--redis-url", f.r.url, "notify", "requeue", "N1", NULL};
+    st = fk_t_run("workers/fakactl", again, out, sizeof(out));
+    assert_int_not_equal(st, 0);
+    assert_non_null(strstr(out, "notify=notified"));
+    fleet_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_scripted_outcomes, fk_t_teardown),
@@ -441,6 +496,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_outage, fk_t_teardown),
         cmocka_unit_test_teardown(test_retry_declined_asks_first, fk_t_teardown),
         cmocka_unit_test_teardown(test_gateway_conflict, fk_t_teardown),
+        cmocka_unit_test_teardown(test_notify_requeue, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

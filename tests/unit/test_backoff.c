@@ -112,6 +112,35 @@ static void t_delay_distribution(void **state) {
     }
 }
 
+/* Equal jitter: every draw in [c/2, c], spread over all of it. */
+static void t_delay_equal(void **state) {
+    (void)state;
+    fk_rand_seed(777);
+    const struct {
+        int attempt;
+        long long base, cap;
+    } cases[] = {{0, 1000, 3600000}, {5, 1000, 3600000}, {30, 1000, 3600000}, {0, 1, 1},
+                 {62, 1000000000000LL, LLONG_MAX}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        long long c = fk_backoff_ceiling(cases[k].attempt, cases[k].base, cases[k].cap);
+        long long lo = LLONG_MAX, hi = -1;
+        for (int i = 0; i < 100000; i++) {
+            long long d = fk_backoff_delay_equal(cases[k].attempt, cases[k].base, cases[k].cap);
+            if (d < c / 2 || d > c) fail_msg("case %zu: delay %lld outside [%lld, %lld]", k, d,
+                                             c / 2, c);
+            if (d < lo) lo = d;
+            if (d > hi) hi = d;
+        }
+        assert_true(lo <= c / 2 + c / 100);
+        assert_true(hi >= c - c / 100);
+    }
+    /* the webhook's defaults (base 1 s, cap 1 h, 20 attempts): at least
+     * 4 h of waiting before an order is marked notify_failed */
+    long long min_total = 0;
+    for (int a = 0; a < 19; a++) min_total += fk_backoff_ceiling(a, 1000, 3600000) / 2;
+    assert_true(min_total >= 4LL * 3600 * 1000);
+}
+
 static void t_rand_upto(void **state) {
     (void)state;
     fk_rand_seed(7);
@@ -178,6 +207,7 @@ int main(void) {
         cmocka_unit_test(t_ceiling_no_overflow),
         cmocka_unit_test(t_ceiling_degenerate),
         cmocka_unit_test(t_delay_distribution),
+        cmocka_unit_test(t_delay_equal),
         cmocka_unit_test(t_rand_upto),
         cmocka_unit_test(t_seed),
     };

@@ -113,7 +113,8 @@ static void t_defaults(void **state) {
     assert_int_equal(g_cfg.http_timeout_ms, 5000);
     assert_int_equal(g_cfg.http_connect_timeout_ms, 2000);
     assert_int_equal(g_cfg.http_max, 48);
-    assert_int_equal(g_cfg.webhook_max, 10);
+    assert_int_equal(g_cfg.webhook_max, 20);
+    assert_int_equal(g_cfg.webhook_retry_cap_ms, 3600000);
     assert_int_equal(g_cfg.redis_timeout_ms, 3000);
     /* DESIGN.md's backoff defaults */
     assert_int_equal(g_cfg.retry_base_ms, 1000);
@@ -364,6 +365,7 @@ static const int_row int_rows[] = {
      {"--http-timeout-ms=600000", NULL}},
     {"http-max", F(http_max), 1, 10000, {NULL}},
     {"webhook-max", F(webhook_max), 1, 1000, {NULL}},
+    {"webhook-retry-cap-ms", F(webhook_retry_cap_ms), 1, 86400000, {NULL}},
     {"redis-timeout-ms", F(redis_timeout_ms), 100, 600000, {NULL}},
     /* faka-reaper's rows */
     {"reap-ms", F(reap_ms), 50, 600000, {NULL}},
