@@ -118,13 +118,29 @@ static int dead_list(fk_ctl *ctl, int argc, char **argv) {
     return j ? fk_ctl_print_json(ctl, j) : 0;
 }
 
-/* Would this dead entry be taken now? 1 yes; 0 no, with the reason in why. */
-static int requeue_ok(const redisReply *e, char *why, size_t wlen) {
+/* Would this dead entry be taken now, and safely? 1 yes; 0 no, with the
+ * reason in why. An order entry dead-lettered longer ago than the
+ * retention is refused unless force: its order may have been completed
+ * since (a valid order's entry is dead-lettered after --max-deliveries,
+ * and the order re-queued) and its record expired, so the entry would be
+ * taken as a new order, delivered and charged again. */
+static int requeue_ok(const fk_ctl *ctl, const redisReply *e, int force, char *why,
+                      size_t wlen) {
     size_t rlen;
     const char *kind = entry_field(e, "kind", NULL), *raw = entry_field(e, "raw", &rlen);
     char err[256];
     if (rlen > FK_DEAD_RAW_MAX && strstr(raw, "...[truncated")) {
         snprintf(why, wlen, "its payload was cut when it was dead-lettered");
+        return 0;
+    }
+    long long age = fk_now_ms() - strtoll(e->element[0]->str, NULL, 10);
+    if (strcmp(kind, "order") == 0 && !force && ctl->cfg.retention_s > 0 &&
+        age > ctl->cfg.retention_s * 1000) {
+        snprintf(why, wlen,
+                 "dead-lettered %lld days ago, longer than the retention (--retention-s %lld):"
+                 " its order may have been finished and forgotten, and would be taken as new"
+                 " (--force to requeue it anyway)",
+                 age / 86400000, ctl->cfg.retention_s);
         return 0;
     }
     if (strcmp(kind, "order") == 0) {
@@ -188,10 +204,10 @@ static int requeue_one(fk_ctl *ctl, const redisReply *e, char *newid, size_t nle
 }
 
 static int dead_requeue(fk_ctl *ctl, int argc, char **argv) {
-    fk_ctl_opt o[] = {{"all", 0, 0, NULL}};
+    fk_ctl_opt o[] = {{"all", 0, 0, NULL}, {"force", 0, 0, NULL}};
     const char *pos[1];
     int npos, rc;
-    if ((rc = fk_ctl_parse(ctl, "dead requeue", argc, argv, o, 1, pos, 0, 1, &npos))) return rc;
+    if ((rc = fk_ctl_parse(ctl, "dead requeue", argc, argv, o, 2, pos, 0, 1, &npos))) return rc;
     if ((npos == 1) == (o[0].seen != 0))
         return fk_ctl_fail(ctl, FK_EUSAGE, "dead requeue: give one entry ID or --all");
     if (npos == 1 && !dead_id_valid(pos[0])) {
@@ -223,7 +239,7 @@ static int dead_requeue(fk_ctl *ctl, int argc, char **argv) {
             const char *id = e->element[0]->str;
             snprintf(cursor, sizeof(cursor), "(%s", id);
             char why[300], newid[64];
-            if (!requeue_ok(e, why, sizeof(why))) {
+            if (!requeue_ok(ctl, e, o[1].seen, why, sizeof(why))) {
                 nskip++;
                 if (j) {
                     cJSON *x = cJSON_CreateObject();

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -303,6 +304,7 @@ static void t_usage(void **state) {
     EXPECT(2, NULL, "dead", "requeue", "1-1", "--all");
     EXPECT(2, NULL, "dead", "requeue", "not-an-id");
     EXPECT(2, NULL, "dead", "requeue", "1-1x");
+    EXPECT(2, NULL, "dead", "requeue", "--force");
     EXPECT(2, NULL, "stock");
     EXPECT(2, NULL, "stock", "add");
     EXPECT(2, NULL, "stock", "count", "a", "b");
@@ -662,6 +664,27 @@ static void t_dead(void **state) {
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "skipped")), 2);
     cJSON_Delete(j);
     assert_int_equal(fk_t_int(g_c, "XLEN %s:dead", P), 2);
+    /* a valid order dead-lettered 8 days ago (past the 7-day retention):
+     * its order may have completed and expired since, so only --force
+     * puts it back */
+    const char *old = "{\"order_id\":\"D9\",\"sku\":\"wow\",\"qty\":1,\"amount\":1}";
+    char old_id[64];
+    snprintf(old_id, sizeof(old_id), "%lld-0", (long long)time(NULL) * 1000 - 8LL * 86400000);
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s:dead", P)); /* an older id must come first */
+    freeReplyObject(fk_t_cmd(g_c, "XADD %s:dead %s raw %s error %s source_id 4-0 kind order "
+                                  "order_id D9", P, old_id, old, "delivered 10 times"));
+    r = ctl((const char *const[]){"dead", "requeue", old_id, NULL});
+    if (r.status != 1) fprintf(stderr, "# requeue %s: %s%s\n", old_id, r.out, r.err);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "--force"));
+    run_free(&r);
+    j = JSON(NULL, "dead", "requeue", "--all", "--json");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "skipped")), 1);
+    cJSON_Delete(j);
+    j = JSON(NULL, "dead", "requeue", old_id, "--force", "--json");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "requeued")), 1);
+    cJSON_Delete(j);
+    assert_int_equal(fk_t_int(g_c, "XLEN %s:orders", P), 2);
 }
 
 /* ---- stock ---------------------------------------------------------------- */
