@@ -447,8 +447,10 @@ int fk_ctl_retry(fk_ctl *ctl, int argc, char **argv) {
                            "the buyer must place a new one",
                            pos[0], r.reason);
     /* a fresh reservation (the failure released the codes), a fresh
-     * attempt budget, and a `retry` entry so that a worker takes it up */
-    op_tr t = {pos[0], &r, FK_ST_PROCESSING, FK_R_NONE, NULL, "SFQ", "attempts", "0", who,
+     * attempt budget, and a `retry` entry so that a worker takes it up;
+     * the shop's payment report, if it failed the order, is dropped (C):
+     * the worker asks the gateway (the record says charge=declined) */
+    op_tr t = {pos[0], &r, FK_ST_PROCESSING, FK_R_NONE, NULL, "SFQC", "attempts", "0", who,
                note};
     char fence[24];
     if ((rc = operator_transition(ctl, &t, fence, sizeof(fence)))) return rc;

@@ -24,7 +24,10 @@
 --   V enter the review queue; N queue the shop notification; F bump the
 --   fence (an operator takes the order over: a worker holding the old fence
 --   can apply nothing afterwards); K keep (extend) the lease, else it is
---   dropped; A acknowledge the entry.
+--   dropped; C clear the shop's payment report and the poll count
+--   (pay_status, polls: an operator's retry asks the gateway afresh rather
+--   than failing again on the report that failed it); A acknowledge the
+--   entry.
 -- An operator action (ARGV[19]) records `operator` and `note` and appends
 -- {at, operator, from, to, note} to the JSON array in `audit`.
 -- Leaving completed/failed/expired counts `reopened` (docs/METRICS.md).
@@ -132,8 +135,14 @@ else
   hd[#hd + 1] = 'lease_until'
   hd[#hd + 1] = 'lease_entry'
 end
+if op.C then
+  hd = hd or {}
+  hd[#hd + 1] = 'pay_status'
+  hd[#hd + 1] = 'polls'
+end
 -- (a field this call sets is never one it deletes: the extra field is
--- never resv, a lease field or one a completed record drops)
+-- never resv, a lease field, pay_status, polls or one a completed record
+-- drops)
 if hd then redis.call('HDEL', okey, unpack(hd)) end
 redis.call('HSET', okey, unpack(hs))
 

@@ -365,6 +365,19 @@ static void test_outage(void **state) {
     fleet_stop(&f);
 }
 
+typedef struct wait_state {
+    redisContext *c;
+    const char *id, *state;
+} wait_state;
+
+static int state_is(void *arg) {
+    wait_state *w = arg;
+    redisReply *r = fk_t_cmd(w->c, "HGET %s:order:%s state", P, w->id);
+    int ok = r->type == REDIS_REPLY_STRING && strcmp(r->str, w->state) == 0;
+    freeReplyObject(r);
+    return ok;
+}
+
 /* An operator's retry of a declined order (fakactl retry: failed ->
  * processing, the record keeps charge=declined) asks the gateway before
  * charging: the answer is the decline again and no second charge request
@@ -388,6 +401,26 @@ static void test_retry_declined_asks_first(void **state) {
     assert_true(fk_t_until(all_final, &wa, 30000));
     expect(f.c, "G_rd", "failed", "payment_declined");
     expect_ledger(&f, "G_rd", 0, 1);
+    /* a decline the shop reported (a payment entry) while the charge was
+     * pending at the gateway, which then settled as paid: the retry drops
+     * the report and asks the gateway, and the order completes */
+    fk_t_gateway_post(&f.g, "/_faults", "{\"pending_ms\":1500}");
+    script(&f, "G_sd", "[\"pending\"]");
+    submit(f.c, "G_sd", fk_t_sku(1), 1, "b@x");
+    wait_state ws = {f.c, "G_sd", "pending_payment"};
+    assert_true(fk_t_until(state_is, &ws, 30000));
+    freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * payment %s", P,
+                             "{\"order_id\":\"G_sd\",\"status\":\"declined\"}"));
+    ws.state = "failed";
+    assert_true(fk_t_until(state_is, &ws, 30000));
+    fk_t_sleep_ms(1600); /* the charge settles: succeeded */
+    const char *args2[] = {"--redis-url", f.r.url, "retry", "G_sd", NULL};
+    st = fk_t_run("workers/fakactl", args2, out, sizeof(out));
+    if (st != 0) fprintf(stderr, "fakactl retry: %d: %s\n", st, out);
+    assert_int_equal(st, 0);
+    ws.state = "completed";
+    assert_true(fk_t_until(state_is, &ws, 30000));
+    expect_ledger(&f, "G_sd", 1, 1);
     fleet_stop(&f);
 }
 
