@@ -5,6 +5,7 @@
 #include "err.h"
 #include "log.h"
 #include "order.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -99,17 +100,63 @@ int fk_ctl_fail(fk_ctl *ctl, int err, const char *fmt, ...) {
     return err;
 }
 
+/* A C0 control, DEL, or a C1 control (U+0080..U+009F, C2 80..C2 9F): bytes
+ * that a terminal may take as a command. */
+static int is_control(const unsigned char *p, size_t k) {
+    return (k == 1 && (p[0] < 0x20 || p[0] == 0x7f)) || (k == 2 && p[0] == 0xc2 && p[1] < 0xa0);
+}
+
 const char *fk_ctl_printable(const char *s, size_t max, char *buf, size_t len) {
-    size_t n = 0, i = 0;
+    size_t n = 0, i = 0, slen;
     if (!s) s = "";
-    for (; s[i] && i < max && n + 4 < len; i++)
-        buf[n++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
-    if (s[i] && n + 4 <= len) {
+    slen = strlen(s);
+    while (i < slen && i < max && n + 4 < len) {
+        const unsigned char *p = (const unsigned char *)s + i;
+        size_t k = fk_utf8_seq_len(s + i, slen - i);
+        if (k == 0 || is_control(p, k)) {
+            buf[n++] = '?';
+            i += k ? k : 1;
+            continue;
+        }
+        if (i + k > max || n + k + 4 > len) break; /* never half a character */
+        memcpy(buf + n, p, k);
+        n += k;
+        i += k;
+    }
+    if (i < slen && n + 4 <= len) {
         memcpy(buf + n, "...", 3);
         n += 3;
     }
     buf[n] = '\0';
     return buf;
+}
+
+cJSON *fk_ctl_json_str(const char *s, size_t len) {
+    if (!s) len = 0;
+    size_t need = fk_utf8_repair(s, len, NULL, 0) + 1;
+    char *buf = malloc(need);
+    if (!buf) return NULL;
+    fk_utf8_repair(s, len, buf, need);
+    cJSON *v = cJSON_CreateString(buf);
+    free(buf);
+    return v;
+}
+
+int fk_ctl_json_add(cJSON *obj, const char *name, cJSON *item) {
+    size_t nlen = strlen(name), need = fk_utf8_repair(name, nlen, NULL, 0) + 1;
+    char *key = item ? malloc(need) : NULL;
+    if (!key) {
+        cJSON_Delete(item);
+        return FK_ENOMEM;
+    }
+    fk_utf8_repair(name, nlen, key, need);
+    int ok = cJSON_AddItemToObject(obj, key, item);
+    free(key);
+    if (!ok) {
+        cJSON_Delete(item);
+        return FK_ENOMEM;
+    }
+    return 0;
 }
 
 /* ---- the connection ----------------------------------------------------- */
@@ -343,7 +390,10 @@ const char *fk_ctl_time(long long ms, char *buf, size_t len) {
     }
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
-    gmtime_r(&t, &tm);
+    if (!gmtime_r(&t, &tm)) { /* a year past what struct tm holds */
+        snprintf(buf, len, "%lld ms", ms);
+        return buf;
+    }
     char s[32];
     strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf, len, "%s.%03lldZ", s, ms % 1000);

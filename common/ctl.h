@@ -111,13 +111,27 @@ int fk_ctl_parse_ll(fk_ctl *ctl, const char *what, const char *s, long long min,
 /* An order id as DESIGN.md defines it, or FK_EUSAGE with a reason. */
 int fk_ctl_check_id(fk_ctl *ctl, const char *id);
 
-/* s shown safely on one line: control bytes as '?', cut at max bytes with
- * "..." (buf must hold max + 4). Returns buf. */
+/* s shown safely on one line of a terminal: C0 and C1 control characters,
+ * DEL and every byte that is not well-formed UTF-8 as '?', cut at max bytes
+ * (never inside a character) with "..." (buf must hold max + 4). The result
+ * is well-formed UTF-8. Every string fakactl read from Redis goes through
+ * this before its text output. Returns buf. */
 const char *fk_ctl_printable(const char *s, size_t max, char *buf, size_t len);
+
+/* A cJSON string holding s[0..len) made well-formed UTF-8 (fk_utf8_repair:
+ * ill-formed bytes and NULs become U+FFFD). Every string fakactl read from
+ * Redis goes into its JSON through this, as cJSON copies bytes verbatim.
+ * s may be NULL (""). NULL on OOM. */
+struct cJSON;
+struct cJSON *fk_ctl_json_str(const char *s, size_t len);
+
+/* Add item to object obj under name, name made well-formed UTF-8 the same
+ * way (a hash field, a key or a reason code read from Redis). Takes item:
+ * it is deleted on failure. Returns 0, or FK_ENOMEM (also for item NULL). */
+int fk_ctl_json_add(struct cJSON *obj, const char *name, struct cJSON *item);
 
 /* Print a cJSON value compactly on one line to ctl->out and delete it.
  * Returns 0 or FK_ENOMEM. */
-struct cJSON;
 int fk_ctl_print_json(fk_ctl *ctl, struct cJSON *v);
 
 /* Milliseconds since the epoch as "2026-01-02T03:04:05.678Z" ("-" for

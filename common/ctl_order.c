@@ -167,21 +167,40 @@ static int is_json_field(const char *f) {
     return strcmp(f, "codes") == 0 || strcmp(f, "resv") == 0 || strcmp(f, "audit") == 0;
 }
 
+/* A stored state as fakactl's text shows it: its name when faka knows it,
+ * else "unknown(<the stored value, printable>)". fk_state_parse maps every
+ * name it does not know (a hand-edited record, a state of another faka
+ * version) to FK_ST_NONE, whose name is "": printing that would read as no
+ * state at all. The raw value keeps what is really there visible, and the
+ * parentheses keep it from passing for a real state name. Returns buf. */
+static const char *state_shown(const char *raw, char *buf, size_t len) {
+    fk_state st = fk_state_parse(raw);
+    char shown[72];
+    if (st != FK_ST_NONE) snprintf(buf, len, "%s", fk_state_name(st));
+    else snprintf(buf, len, "unknown(%s)", fk_ctl_printable(raw, 64, shown, sizeof(shown)));
+    return buf;
+}
+
 static void print_field(fk_ctl *ctl, const char *f, const char *v) {
-    char t[40], shown[700];
+    char t[40], shown[700], name[80];
     fk_ctl_printable(v, 600, shown, sizeof(shown));
-    if (strcmp(f, "state") == 0)
-        fprintf(ctl->out, "  %-16s %s (%s)\n", f, shown,
-                fk_state_label_zh(fk_state_parse(v)));
-    else if (is_time_field(f))
-        fprintf(ctl->out, "  %-16s %s (%s)\n", f, shown, fk_ctl_time(atoll(v), t, sizeof(t)));
-    else
-        fprintf(ctl->out, "  %-16s %s\n", f, shown);
+    fk_ctl_printable(f, 64, name, sizeof(name));
+    if (strcmp(f, "state") == 0) {
+        fk_state st = fk_state_parse(v);
+        if (st != FK_ST_NONE)
+            fprintf(ctl->out, "  %-16s %s (%s)\n", name, shown, fk_state_label_zh(st));
+        else
+            fprintf(ctl->out, "  %-16s %s\n", name, state_shown(v, shown, sizeof(shown)));
+    } else if (is_time_field(f)) {
+        fprintf(ctl->out, "  %-16s %s (%s)\n", name, shown, fk_ctl_time(atoll(v), t, sizeof(t)));
+    } else {
+        fprintf(ctl->out, "  %-16s %s\n", name, shown);
+    }
 }
 
 static void print_audit(fk_ctl *ctl, const char *audit) {
     cJSON *a = cJSON_Parse(audit);
-    char t[40], shown[700];
+    char t[40], shown[700], sop[80], sfrom[40], sto[40];
     if (!cJSON_IsArray(a)) {
         print_field(ctl, "audit", audit);
         cJSON_Delete(a);
@@ -195,9 +214,13 @@ static void print_audit(fk_ctl *ctl, const char *audit) {
         const char *from = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "from"));
         const char *to = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "to"));
         const char *note = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "note"));
+        /* a double outside long long does not convert (undefined): no time */
+        double ms = cJSON_IsNumber(at) ? at->valuedouble : 0;
         fprintf(ctl->out, "    %s  %s: %s -> %s  %s\n",
-                fk_ctl_time(cJSON_IsNumber(at) ? (long long)at->valuedouble : 0, t, sizeof(t)),
-                op ? op : "?", from ? from : "?", to ? to : "?",
+                fk_ctl_time(ms > 0 && ms < 9e18 ? (long long)ms : 0, t, sizeof(t)),
+                fk_ctl_printable(op ? op : "?", 64, sop, sizeof(sop)),
+                fk_ctl_printable(from ? from : "?", 32, sfrom, sizeof(sfrom)),
+                fk_ctl_printable(to ? to : "?", 32, sto, sizeof(sto)),
                 fk_ctl_printable(note ? note : "", 400, shown, sizeof(shown)));
     }
     cJSON_Delete(a);
@@ -235,11 +258,16 @@ int fk_ctl_order(fk_ctl *ctl, int argc, char **argv) {
         cJSON *j = cJSON_CreateObject(), *rec = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "order_id", pos[0]);
         cJSON_AddItemToObject(j, "record", rec);
+        /* anything may be in the hash: field names and values go in as
+         * well-formed UTF-8, and a JSON field is embedded only when its text
+         * is (cJSON_Parse copies the bytes of its strings as they are) */
         for (size_t i = 0; i + 1 < h->elements; i += 2) {
             const char *f = h->element[i]->str, *v = h->element[i + 1]->str;
-            cJSON *parsed = is_json_field(f) ? cJSON_Parse(v) : NULL;
-            if (parsed) cJSON_AddItemToObject(rec, f, parsed);
-            else cJSON_AddStringToObject(rec, f, v);
+            size_t vlen = h->element[i + 1]->len;
+            cJSON *parsed = is_json_field(f) && fk_utf8_valid(v, vlen) && strlen(v) == vlen
+                                ? cJSON_Parse(v)
+                                : NULL;
+            fk_ctl_json_add(rec, f, parsed ? parsed : fk_ctl_json_str(v, vlen));
         }
         if (retry_due >= 0) cJSON_AddNumberToObject(j, "retry_due", (double)retry_due);
         else cJSON_AddNullToObject(j, "retry_due");
@@ -307,6 +335,7 @@ static int check_note(fk_ctl *ctl, const char *note) {
 /* What an operator transition needs from the record. */
 typedef struct rec {
     fk_state state;
+    char shown[80];  /* state_shown of the stored state, for messages */
     char fence[24], sku[FK_SKU_MAX_CHARS * 4 + 1], reason[64], charge[24];
     long long qty;
     int has_resv;
@@ -331,6 +360,7 @@ static int read_rec(fk_ctl *ctl, const char *id, rec *out) {
         return fk_ctl_fail(ctl, FK_ENOTFOUND, "no order %s (key %s)", id, okey);
     }
     out->state = fk_state_parse(v[0]);
+    state_shown(v[0], out->shown, sizeof(out->shown));
     snprintf(out->fence, sizeof(out->fence), "%s", v[1] ? v[1] : "");
     snprintf(out->sku, sizeof(out->sku), "%s", v[2] ? v[2] : "");
     out->qty = v[3] ? atoll(v[3]) : 0;
@@ -376,6 +406,8 @@ static int operator_transition(fk_ctl *ctl, const op_tr *t, char *fence_out, siz
                          : "";
     const char *e1 = r->type == REDIS_REPLY_ARRAY && r->elements >= 2 ? r->element[1]->str : NULL;
     long long i1 = r->type == REDIS_REPLY_ARRAY && r->elements >= 2 ? r->element[1]->integer : 0;
+    char now[80], fence[40], sku[80];
+    fk_ctl_printable(t->rec->sku, 64, sku, sizeof(sku));
     if (strcmp(st, "ok") == 0) {
         snprintf(fence_out, flen, "%s", e1 ? e1 : "");
         rc = 0;
@@ -383,13 +415,16 @@ static int operator_transition(fk_ctl *ctl, const op_tr *t, char *fence_out, siz
         rc = fk_ctl_fail(ctl, FK_ESTALE,
                          "order %s changed meanwhile (now %s, fence %s); nothing was done, "
                          "look at it again",
-                         t->id, e1 ? e1 : "?",
-                         r->elements >= 3 && r->element[2]->str ? r->element[2]->str : "?");
+                         t->id, state_shown(e1 ? e1 : "", now, sizeof(now)),
+                         fk_ctl_printable(r->elements >= 3 && r->element[2]->str
+                                              ? r->element[2]->str
+                                              : "?",
+                                          24, fence, sizeof(fence)));
     } else if (strcmp(st, "nostock") == 0) {
         rc = fk_ctl_fail(ctl, FK_EBUSY,
                          "out of stock: %s has %lld codes, order %s needs %lld; nothing was "
                          "done (add codes with `fakactl stock add %s`)",
-                         t->rec->sku, i1, t->id, t->rec->qty, t->rec->sku);
+                         sku, i1, t->id, t->rec->qty, sku);
     } else if (strcmp(st, "noresv") == 0) {
         rc = fk_ctl_fail(ctl, FK_EBUSY, "order %s holds no codes to deliver; nothing was done",
                          t->id);
@@ -412,7 +447,7 @@ static int report_transition(fk_ctl *ctl, const op_tr *t, const char *fence,
         cJSON_AddStringToObject(j, "fence", fence);
         return fk_ctl_print_json(ctl, j);
     }
-    fprintf(ctl->out, "order %s: %s -> %s by %s; %s\n", t->id, fk_state_name(t->rec->state),
+    fprintf(ctl->out, "order %s: %s -> %s by %s; %s\n", t->id, t->rec->shown,
             fk_state_name(t->to), t->operator, what);
     return 0;
 }
@@ -439,13 +474,13 @@ int fk_ctl_retry(fk_ctl *ctl, int argc, char **argv) {
     if (r.state != FK_ST_FAILED || !fk_state_can(r.state, FK_ST_PROCESSING))
         return fk_ctl_fail(ctl, FK_EBUSY,
                            "order %s is %s; only a failed order can be retried%s", pos[0],
-                           fk_state_name(r.state),
+                           r.shown,
                            r.state == FK_ST_MANUAL_REVIEW ? " (use `review resolve`)" : "");
     if (retry_refused(r.reason))
         return fk_ctl_fail(ctl, FK_EBUSY,
                            "order %s failed as %s: it is not an order that can be processed; "
                            "the buyer must place a new one",
-                           pos[0], r.reason);
+                           pos[0], r.reason); /* one of retry_refused's codes */
     /* a fresh reservation (the failure released the codes), a fresh
      * attempt budget, and a `retry` entry so that a worker takes it up;
      * the shop's payment report, if it failed the order, is dropped (C):
@@ -454,8 +489,9 @@ int fk_ctl_retry(fk_ctl *ctl, int argc, char **argv) {
                note};
     char fence[24];
     if ((rc = operator_transition(ctl, &t, fence, sizeof(fence)))) return rc;
-    char what[400];
-    snprintf(what, sizeof(what), "%lld codes of %s reserved, queued for a worker", r.qty, r.sku);
+    char what[400], sku[80];
+    snprintf(what, sizeof(what), "%lld codes of %s reserved, queued for a worker", r.qty,
+             fk_ctl_printable(r.sku, 64, sku, sizeof(sku)));
     return report_transition(ctl, &t, fence, what);
 }
 
@@ -512,24 +548,31 @@ static int review_list(fk_ctl *ctl, int argc, char **argv) {
     }
     for (size_t i = 0; i < n; i++) {
         const char *id = z->element[2 * i]->str;
+        size_t idlen = z->element[2 * i]->len;
         long long since = atoll(z->element[2 * i + 1]->str);
         const redisReply *r = h[i];
         const char *v[8];
-        for (int k = 0; k < 8; k++)
-            v[k] = r->type == REDIS_REPLY_ARRAY && (size_t)k < r->elements &&
-                           r->element[k]->type == REDIS_REPLY_STRING
-                       ? r->element[k]->str
-                       : "";
+        size_t vlen[8];
+        for (int k = 0; k < 8; k++) {
+            int str = r->type == REDIS_REPLY_ARRAY && (size_t)k < r->elements &&
+                      r->element[k]->type == REDIS_REPLY_STRING;
+            v[k] = str ? r->element[k]->str : "";
+            vlen[k] = str ? r->element[k]->len : 0;
+        }
+        /* the ids and fields are whatever someone put in Redis */
         if (j) {
             cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "order_id", id);
+            fk_ctl_json_add(e, "order_id", fk_ctl_json_str(id, idlen));
             cJSON_AddNumberToObject(e, "since", (double)since);
-            for (int k = 0; k < 8; k++) cJSON_AddStringToObject(e, f[k], v[k]);
+            for (int k = 0; k < 8; k++) fk_ctl_json_add(e, f[k], fk_ctl_json_str(v[k], vlen[k]));
             cJSON_AddItemToArray(arr, e);
         } else {
-            char t[40], m[100];
+            char t[40], m[100], sid[80], reason[48], charge[48];
             fprintf(ctl->out, "  %-24s %-22s %-18s %-10s %s\n", fk_ctl_time(since, t, sizeof(t)),
-                    id, v[1], v[7], fk_ctl_printable(v[2], 80, m, sizeof(m)));
+                    fk_ctl_printable(id, 64, sid, sizeof(sid)),
+                    fk_ctl_printable(v[1], 40, reason, sizeof(reason)),
+                    fk_ctl_printable(v[7], 40, charge, sizeof(charge)),
+                    fk_ctl_printable(v[2], 80, m, sizeof(m)));
         }
     }
     for (size_t i = 0; i < n; i++) freeReplyObject(h[i]);
@@ -567,7 +610,7 @@ static int review_resolve(fk_ctl *ctl, int argc, char **argv) {
     if ((rc = read_rec(ctl, pos[0], &r))) return rc;
     if (r.state != FK_ST_MANUAL_REVIEW || !fk_state_can(r.state, to))
         return fk_ctl_fail(ctl, FK_EBUSY, "order %s is %s, not waiting for review", pos[0],
-                           fk_state_name(r.state));
+                           r.shown);
     if (to == FK_ST_PROCESSING && strcmp(r.charge, "conflict") == 0)
         return fk_ctl_fail(ctl, FK_EBUSY,
                            "order %s: the gateway holds another charge under its idempotency"
@@ -576,12 +619,13 @@ static int review_resolve(fk_ctl *ctl, int argc, char **argv) {
                            " completed or --as failed",
                            pos[0]);
     op_tr t = {pos[0], &r, to, FK_R_NONE, NULL, "", NULL, NULL, who, note};
-    char what[400];
+    char what[400], sku[80];
+    fk_ctl_printable(r.sku, 64, sku, sizeof(sku));
     if (to == FK_ST_COMPLETED) {
         /* the held reservation, or fresh codes when the order holds none */
         t.ops = o[3].seen ? "SDF" : "SDFN";
         snprintf(what, sizeof(what), "%s%lld codes of %s delivered%s",
-                 r.has_resv ? "the reserved " : "", r.qty, r.sku,
+                 r.has_resv ? "the reserved " : "", r.qty, sku,
                  o[3].seen ? "" : ", shop webhook queued");
     } else if (to == FK_ST_FAILED) {
         t.ops = "LF";
@@ -594,7 +638,7 @@ static int review_resolve(fk_ctl *ctl, int argc, char **argv) {
         t.extra_field = "attempts";
         t.extra_val = "0";
         snprintf(what, sizeof(what), "%lld codes of %s reserved, queued for a worker", r.qty,
-                 r.sku);
+                 sku);
     }
     char fence[24];
     if ((rc = operator_transition(ctl, &t, fence, sizeof(fence)))) return rc;

@@ -87,18 +87,7 @@ static int dead_list(fk_ctl *ctl, int argc, char **argv) {
                 size_t vlen;
                 const char *v = entry_field(e, fields[k], &vlen);
                 /* raw may hold anything; JSON needs a valid string */
-                if (!fk_utf8_valid(v, vlen) || strlen(v) != vlen) {
-                    char *c = malloc(vlen + 1);
-                    if (c) {
-                        for (size_t b = 0; b < vlen; b++)
-                            c[b] = ((unsigned char)v[b] < 0x80 && v[b]) ? v[b] : '?';
-                        c[vlen] = '\0';
-                        cJSON_AddStringToObject(x, fields[k], c);
-                        free(c);
-                    }
-                } else {
-                    cJSON_AddStringToObject(x, fields[k], v);
-                }
+                fk_ctl_json_add(x, fields[k], fk_ctl_json_str(v, vlen));
             }
             cJSON_AddItemToArray(arr, x);
         } else {
@@ -507,10 +496,13 @@ static int stock_count(fk_ctl *ctl, int argc, char **argv) {
             if (rc == FK_EREDIS) rc = 0; /* not a list: not stock */
             continue;
         }
+        /* a key name: anything anyone gave RPUSH */
         const char *sku = keys[i] + plen;
-        total += r->integer;
-        if (j) cJSON_AddNumberToObject(s, sku, (double)r->integer);
-        else fprintf(ctl->out, "%-40s %lld\n", sku, r->integer);
+        char shown[80];
+        total += r->integer; /* list lengths: Redis's own counts */
+        if (j) fk_ctl_json_add(s, sku, cJSON_CreateNumber((double)r->integer));
+        else fprintf(ctl->out, "%-40s %lld\n", fk_ctl_printable(sku, 64, shown, sizeof(shown)),
+                     r->integer);
         freeReplyObject(r);
     }
     for (size_t i = 0; i < nkeys; i++) free(keys[i]);
@@ -619,7 +611,8 @@ int fk_ctl_workers(fk_ctl *ctl, int argc, char **argv) {
         arr = cJSON_AddArrayToObject(j, "workers");
         for (size_t i = 0; i < n; i++) {
             cJSON *x = cJSON_CreateObject();
-            cJSON_AddStringToObject(x, "id", rows[i].id);
+            /* a heartbeat member or consumer name: anything in Redis */
+            fk_ctl_json_add(x, "id", fk_ctl_json_str(rows[i].id, strlen(rows[i].id)));
             if (rows[i].beat >= 0) {
                 cJSON_AddNumberToObject(x, "heartbeat", (double)rows[i].beat);
                 cJSON_AddNumberToObject(x, "heartbeat_age_ms", (double)(now - rows[i].beat));
@@ -650,7 +643,9 @@ int fk_ctl_workers(fk_ctl *ctl, int argc, char **argv) {
         const char *st = rows[i].beat < 0 ? "no-beat"
                          : now - rows[i].beat < stale_ms ? "alive"
                                                                    : "stale";
-        fprintf(ctl->out, "  %-36s %-7s %14s %9lld %12s\n", rows[i].id, st, age,
+        char id[80];
+        fprintf(ctl->out, "  %-36s %-7s %14s %9lld %12s\n",
+                fk_ctl_printable(rows[i].id, 64, id, sizeof(id)), st, age,
                 rows[i].pending < 0 ? 0 : rows[i].pending, idle);
     }
     rc = 0;

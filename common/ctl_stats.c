@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -40,12 +41,10 @@ typedef struct snap {
     long long minute_completed[HOUR_MINUTES];
 } snap;
 
-static long long fnum(const redisReply *v) {
-    if (!v) return 0;
-    if (v->type == REDIS_REPLY_INTEGER) return v->integer;
-    if (v->type == REDIS_REPLY_STRING) return strtoll(v->str, NULL, 10);
-    return 0;
-}
+/* Everything read here is a count, a length or a time in ms: never
+ * negative, garbage reads as 0 (fk_metrics_counter), so the differences and
+ * sums below stay defined whatever someone wrote into these hashes. */
+static long long fnum(const redisReply *v) { return fk_metrics_counter(v); }
 
 /* Value of field `name` in a flat [field, value, ...] reply, or NULL. */
 static const redisReply *hfield(const redisReply *h, const char *name) {
@@ -105,15 +104,17 @@ static int take(fk_ctl *ctl, snap *s) {
     s->dead_len = fnum(r[5]);
     for (size_t i = 0; r[6]->type == REDIS_REPLY_ARRAY && i < r[6]->elements; i++) {
         s->consumers++;
-        s->inflight += fnum(hfield(r[6]->element[i], "pending"));
+        s->inflight = fk_metrics_add(s->inflight, fnum(hfield(r[6]->element[i], "pending")));
     }
     for (size_t i = 0; r[7]->type == REDIS_REPLY_ARRAY && i + 1 < r[7]->elements; i += 2) {
         s->workers++;
         if (s->at - fnum(r[7]->element[i + 1]) < ctl->cfg.worker_ttl_ms) s->alive++;
     }
+    /* shown as it is stored (open, half_open, anything else reads as
+     * closed), made printable: it goes to the terminal and into JSON */
     const redisReply *st = hfield(r[8], "state");
-    snprintf(s->bstate, sizeof(s->bstate), "%s",
-             st && st->type == REDIS_REPLY_STRING ? st->str : "closed");
+    fk_ctl_printable(st && st->type == REDIS_REPLY_STRING ? st->str : "closed",
+                     sizeof(s->bstate) - 4, s->bstate, sizeof(s->bstate));
     s->open_until = fnum(hfield(r[8], "open_until"));
     s->opened_at = fnum(hfield(r[8], "opened_at"));
     s->consecutive = fnum(hfield(r[8], "consecutive"));
@@ -125,12 +126,13 @@ static int take(fk_ctl *ctl, snap *s) {
     const redisReply *tok = hfield(r[9], "tokens");
     s->bucket = tok != NULL;
     s->tokens = tok && tok->type == REDIS_REPLY_STRING ? strtod(tok->str, NULL) : 0;
+    if (!isfinite(s->tokens)) s->tokens = 0; /* "inf", "nan": no JSON number */
     s->rate_refusals = fnum(hfield(r[9], "denied"));
     for (int i = 0; i < HOUR_MINUTES; i++) {
         const redisReply *h = r[FIXED + i];
         long long f = 0;
         for (size_t e = 0; h->type == REDIS_REPLY_ARRAY && e < h->elements; e++)
-            f += fnum(h->element[e]);
+            f = fk_metrics_add(f, fnum(h->element[e]));
         s->minute_final[i] = f;
         s->minute_completed[i] =
             h->type == REDIS_REPLY_ARRAY && h->elements > 0 ? fnum(h->element[0]) : 0;
@@ -142,7 +144,8 @@ out:
 
 /* Orders that reached a final state (every settlement counts: a rate). */
 static long long settled(const fk_metrics *m) {
-    return m->completed + m->failed + m->expired + m->manual_review;
+    return fk_metrics_add(fk_metrics_add(m->completed, m->failed),
+                          fk_metrics_add(m->expired, m->manual_review));
 }
 
 /* Final orders per second over the last 60 s, from the minute hashes: this
@@ -315,10 +318,12 @@ static void render(const fk_ctl *ctl, const snap *s, double rate_now, double don
     if (rows > 12) rows = 12;
     if (rows == 0) put(f, "  %-37s  %s", "(none yet)", "(none yet)");
     for (int i = 0; i < rows; i++) {
-        char left[200] = "", right[200] = "", bl[64], br[64];
+        char left[200] = "", right[200] = "", bl[64], br[64], code[24];
         if (i < s->m.nreasons) {
             bar(bl, sizeof(bl), s->m.reasons[i].n, rmax, 10);
-            snprintf(left, sizeof(left), "%-19.19s %6lld %s", s->m.reasons[i].code,
+            /* %.19s cuts only the "...": printable cuts on a character */
+            snprintf(left, sizeof(left), "%-19.19s %6lld %s",
+                     fk_ctl_printable(s->m.reasons[i].code, 19, code, sizeof(code)),
                      s->m.reasons[i].n, bl);
         }
         if (i < s->m.nattempts) {
@@ -371,8 +376,13 @@ int fk_ctl_stats(fk_ctl *ctl, int argc, char **argv) {
     fprintf(o, "retries scheduled %lld, deferred by the gateway guard %lld, dead letters %lld\n",
             m->retries, m->deferred, m->dead);
     fprintf(o, "failures by reason%s\n", m->nreasons ? "" : ": none");
-    for (int i = 0; i < m->nreasons; i++)
-        fprintf(o, "  %-22s %lld\n", m->reasons[i].code, m->reasons[i].n);
+    for (int i = 0; i < m->nreasons; i++) {
+        char code[sizeof(m->reasons[0].code) + 4];
+        fprintf(o, "  %-22s %lld\n",
+                fk_ctl_printable(m->reasons[i].code, sizeof(m->reasons[0].code), code,
+                                 sizeof(code)),
+                m->reasons[i].n);
+    }
     fprintf(o, "retry-count distribution (final orders by retries needed)%s\n",
             m->nattempts ? "" : ": none");
     long long amax = 0;

@@ -1,5 +1,8 @@
-/* utf8.c -- strict UTF-8 validation and code point counting (see utf8.h). */
+/* utf8.c -- strict UTF-8 validation, code point counting, and the repair of
+ * ill-formed text from outside into well-formed UTF-8 (see utf8.h). */
 #include "utf8.h"
+
+#include <string.h>
 
 /* Length of the well-formed sequence starting at s[i], or 0 if the bytes at
  * s[i..] do not start one (bad lead byte, bad or missing continuation byte,
@@ -67,5 +70,32 @@ size_t fk_utf8_count(const char *s, size_t len)
     for (i = 0; i < len; i++)
         if ((u[i] & 0xC0) != 0x80)
             n++;
+    return n;
+}
+
+size_t fk_utf8_seq_len(const char *s, size_t len)
+{
+    return len ? seq_len((const unsigned char *)s, 0, len) : 0;
+}
+
+size_t fk_utf8_repair(const char *s, size_t len, char *out, size_t outlen)
+{
+    static const char fffd[] = "\xEF\xBF\xBD";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, n = 0, w = 0;     /* n: length of the result, w: bytes written */
+
+    while (i < len) {
+        size_t k = u[i] ? seq_len(u, i, len) : 0;
+        size_t m = k ? k : 3;
+
+        if (w == n && n + m < outlen) {     /* nothing cut yet, and it fits */
+            memcpy(out + n, k ? s + i : fffd, m);
+            w += m;
+        }
+        n += m;
+        i += k ? k : 1;
+    }
+    if (outlen)
+        out[w] = '\0';
     return n;
 }

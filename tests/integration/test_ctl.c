@@ -2,7 +2,9 @@
  * redis-server (and a real faka-worker where orders must move), every
  * command, its --json output parsed with cJSON, its exit codes, and
  * garbage fed to every input (arguments, order JSON, stock codes, dead
- * entries).
+ * entries), and hostile contents written straight into Redis (counters
+ * past INT64_MAX, bytes that are not UTF-8, terminal escapes, unknown
+ * states) to every command that reads them.
  *
  * Exit codes under test (ctl.h): 0 ok, 1 not found / refused, 2 bad usage
  * or invalid input, 3 Redis unreachable, 4 Redis error.
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fleet.h"
@@ -906,6 +909,299 @@ static void t_workers_stats_top(void **state) {
     stop_worker(w);
 }
 
+/* ---- hostile contents ------------------------------------------------------ */
+
+/* What anyone with redis-cli can write is outside input for fakactl: no
+ * crash, no sanitizer report, valid JSON, and no terminal control byte in
+ * text. These write such contents with plain Redis commands. */
+
+/* Well-formed UTF-8 (RFC 3629: no overlongs, surrogates, > U+10FFFF),
+ * written out here so that the test does not trust common/utf8.c. */
+static int utf8_ok(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (k == 0 || i + k > n) return 0;
+        unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+        if (k > 1 && (s[i + 1] < lo || s[i + 1] > hi)) return 0;
+        for (size_t j = 2; j < k; j++)
+            if ((s[i + j] & 0xc0) != 0x80) return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* Text a terminal shows as text: valid UTF-8, no byte below 0x20 but
+ * newline and tab, no DEL, no C1 control (U+0080..U+009F). */
+static void expect_printable(const char *what, const char *s, size_t n) {
+    int ok = utf8_ok((const unsigned char *)s, n);
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ||
+            (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] < 0xa0))
+            ok = 0;
+    }
+    if (!ok) {
+        fprintf(stderr, "# %s: control bytes or bad UTF-8 in:\n", what);
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, (unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f ? "\\x%02x"
+                                                                                      : "%c",
+                    (unsigned char)s[i]);
+        fprintf(stderr, "\n");
+    }
+    assert_true(ok);
+}
+
+/* Run fakactl on hostile contents: the exit status, no sanitizer report,
+ * stderr printable; stdout valid UTF-8 that parses as JSON with --json,
+ * printable text without. Returns the run (caller frees). */
+static run hostile(int status, const char *const args[]) {
+    run r = expect_status(status, NULL, args);
+    char what[200] = "fakactl";
+    for (int i = 0; args[i]; i++)
+        snprintf(what + strlen(what), sizeof(what) - strlen(what), " %s", args[i]);
+    if (strstr(r.err, "runtime error") || strstr(r.err, "Sanitizer"))
+        fail_msg("%s: sanitizer report:\n%s", what, r.err);
+    expect_printable(what, r.err, r.errlen);
+    int json = 0;
+    for (int i = 0; args[i]; i++) json |= strcmp(args[i], "--json") == 0;
+    if (json) {
+        if (!utf8_ok((const unsigned char *)r.out, r.outlen))
+            fail_msg("%s: --json output is not valid UTF-8: %s", what, r.out);
+        cJSON *j = cJSON_Parse(r.out);
+        if (!j) fail_msg("%s: not JSON: %s", what, r.out);
+        cJSON_Delete(j);
+    } else {
+        expect_printable(what, r.out, r.outlen);
+    }
+    return r;
+}
+
+#define HOSTILE(status, ...)                                                          \
+    do {                                                                              \
+        run r_ = hostile(status, (const char *const[]){__VA_ARGS__, NULL});          \
+        run_free(&r_);                                                                \
+    } while (0)
+
+static cJSON *hostile_json(const char *const args[]) {
+    run r = hostile(0, args);
+    cJSON *j = cJSON_Parse(r.out);
+    run_free(&r);
+    return j;
+}
+
+/* The wall clock in ms, as fakactl reads it (fk_t_now_ms is monotonic). */
+static long long wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* HSET key field value with binary-safe field and value. */
+static void hset_bin(const char *key, const char *f, size_t flen, const char *v, size_t vlen) {
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s %b %b", key, f, flen, v, vlen));
+}
+#define HSET_LIT(key, f, v) hset_bin(key, f, sizeof(f) - 1, v, sizeof(v) - 1)
+
+/* Counters at and past INT64_MAX, the smallest negative, not numbers, in
+ * the stats hash and the per-minute hashes: every sum saturates (the
+ * sanitizer build reports a signed overflow otherwise), garbage and
+ * negatives read as 0. */
+static void t_hostile_counters(void **state) {
+    (void)state;
+    const char *max = "9223372036854775807";
+    freeReplyObject(fk_t_cmd(g_c,
+                             "HSET %s:stats completed %s failed %s expired %s manual_review %s "
+                             "reopened -9223372036854775808 submitted 99999999999999999999999 "
+                             "retries abc deferred 1.5 dead -7 retry_ms_sum %s "
+                             "retry_ms_count -1 attempts:0 %s attempts:00 %s attempts:x 5",
+                             P, max, max, max, max, max, max, max));
+    long long now = wall_ms();
+    for (int d = -2; d <= 1; d++)
+        freeReplyObject(fk_t_cmd(g_c,
+                                 "HSET %s:stats:m:%lld completed %s failed %s expired %s "
+                                 "manual_review %s",
+                                 P, now / 60000 + d, max, max, max, max));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:breaker state open open_until %s opened_at -%s "
+                                  "consecutive %s opens 1e99",
+                             P, max, max, max));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:ratelimit tokens nan denied %s", P, max));
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s:workers -inf w-neg +inf w-inf", P));
+    cJSON *j = hostile_json((const char *const[]){"stats", "--json", NULL});
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "totals");
+    assert_true(jnum(t, "completed") > 9.2e18);
+    assert_true(jnum(t, "submitted") > 9.2e18); /* beyond INT64_MAX: saturated */
+    assert_true(jnum(t, "reopened") == 0);      /* negative: 0 */
+    assert_true(jnum(t, "retries") == 0);       /* not a number: 0 */
+    assert_true(jnum(t, "deferred") == 0);
+    assert_true(jnum(t, "dead") == 0);
+    assert_true(jnum(j, "final") > 9.2e18);     /* saturated, not wrapped */
+    double rate = jnum(j, "success_rate");
+    assert_true(rate >= 0 && rate <= 1);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "avg_retry_ms")));
+    assert_true(jnum(cJSON_GetObjectItemCaseSensitive(j, "retry_distribution"), "0") > 9.2e18);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "throughput"), "final_per_minute_last_hour");
+    assert_true(cJSON_GetArrayItem(h, 59)->valuedouble > 9.2e18);
+    cJSON_Delete(j);
+    HOSTILE(0, "stats");
+    run r = hostile(0, (const char *const[]){"top", "--once", NULL});
+    assert_non_null(strstr(r.out, "100.00 %"));
+    run_free(&r);
+    cJSON_Delete(hostile_json((const char *const[]){"top", "--once", "--json", NULL}));
+    HOSTILE(0, "workers");
+    cJSON_Delete(hostile_json((const char *const[]){"workers", "--json", NULL}));
+    /* a live top compares two frames: the difference of saturated sums */
+    r = ctl_url_in(NULL, NULL, 0, slow(900),
+                   (const char *const[]){"top", "--interval-ms", "300", NULL});
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.err, "runtime error"));
+    run_free(&r);
+}
+
+/* Strings in the stats and breaker hashes that are not UTF-8 or carry
+ * terminal escapes: valid JSON, printable text. */
+static void t_hostile_stats_text(void **state) {
+    (void)state;
+    char stats[64], breaker[64];
+    snprintf(stats, sizeof(stats), "%s:stats", P);
+    snprintf(breaker, sizeof(breaker), "%s:breaker", P);
+    HSET_LIT(stats, "completed", "3");
+    HSET_LIT(stats, "reason:bad\xff\x1b[31m", "2");
+    HSET_LIT(stats, "reason:\xc2\x9b" "2J\x07\x7f", "1");
+    HSET_LIT(stats, "reason:nul\0inside", "1");
+    HSET_LIT(stats, "reason:\xe4\xb8\xad\xe6\x96\x87", "1"); /* 中文: kept */
+    HSET_LIT(breaker, "state", "\x1b]0;owned\x07\xfe");
+    cJSON *j = hostile_json((const char *const[]){"stats", "--json", NULL});
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(j, "failures_by_reason");
+    assert_int_equal(cJSON_GetArraySize(by), 4);
+    assert_true(jnum(by, "\xe4\xb8\xad\xe6\x96\x87") == 1);
+    assert_true(jnum(by, "bad\xef\xbf\xbd\x1b[31m") == 2); /* U+FFFD for the bad byte */
+    cJSON_Delete(j);
+    run r = hostile(0, (const char *const[]){"stats", NULL});
+    assert_non_null(strstr(r.out, "\xe4\xb8\xad\xe6\x96\x87"));
+    run_free(&r);
+    HOSTILE(0, "top", "--once");
+    cJSON_Delete(hostile_json((const char *const[]){"top", "--once", "--json", NULL}));
+}
+
+/* review list and order on records and ids that hold control bytes and
+ * bytes that are not UTF-8, in field names, values, and the JSON fields. */
+static void t_hostile_orders(void **state) {
+    (void)state;
+    static const char bad_id[] = "id\x1b]0;pwn\x07\xff\xc2\x9b";
+    char key[128];
+    snprintf(key, sizeof(key), "%s:order:%s", P, bad_id);
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s:review 1 %b", P, bad_id, sizeof(bad_id) - 1));
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s:review +inf H1", P));
+    HSET_LIT(key, "state", "manual_review");
+    HSET_LIT(key, "reason", "r\x1b[2J\xff");
+    HSET_LIT(key, "message", "m\x07\xc2\x9b\xfe");
+    HSET_LIT(key, "charge", "c\x1b[1m");
+    HSET_LIT(key, "buyer", "b\0hidden");
+    snprintf(key, sizeof(key), "%s:order:H1", P);
+    HSET_LIT(key, "state", "manual_review");
+    HSET_LIT(key, "x\x1b[1m\xff", "v\xfe\x1b");
+    HSET_LIT(key, "codes", "[\"\xff\x1b\",\"ok\"]");
+    HSET_LIT(key, "charge", "{\"a\":\"\\ud800\"}");
+    HSET_LIT(key, "audit", "[{\"at\":1e300,\"operator\":\"\\u001b]0;x\\u0007\",\"from\":"
+                           "\"\xff\",\"to\":\"x\\u009b\",\"note\":\"n\\u001b\"}]");
+    HSET_LIT(key, "created_at", "99999999999999999999");
+    HSET_LIT(key, "updated_at", "-5");
+    HSET_LIT(key, "sku", "s\x1b[2J");
+    cJSON *j = hostile_json((const char *const[]){"review", "list", "--json", NULL});
+    assert_int_equal((int)jnum(j, "total"), 2);
+    const cJSON *o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "orders"), 0);
+    assert_string_equal(jstr(o, "order_id"), "id\x1b]0;pwn\x07\xef\xbf\xbd\xc2\x9b");
+    assert_string_equal(jstr(o, "buyer"), "b\xef\xbf\xbdhidden"); /* the NUL: U+FFFD */
+    cJSON_Delete(j);
+    run r = hostile(0, (const char *const[]){"review", "list", NULL});
+    assert_non_null(strstr(r.out, "2 orders waiting for review"));
+    assert_non_null(strstr(r.out, "id?]0;pwn???"));
+    run_free(&r);
+    j = hostile_json((const char *const[]){"order", "H1", "--json", NULL});
+    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, "record");
+    assert_string_equal(jstr(rec, "x\x1b[1m\xef\xbf\xbd"), "v\xef\xbf\xbd\x1b");
+    assert_true(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "codes"))); /* not JSON */
+    cJSON_Delete(j);
+    r = hostile(0, (const char *const[]){"order", "H1", NULL});
+    assert_non_null(strstr(r.out, "x?[1m?"));
+    assert_non_null(strstr(r.out, "?]0;x?: ? -> x?  n?"));
+    run_free(&r);
+    HSET_LIT(key, "qty", "1");
+    HOSTILE(1, "review", "resolve", "H1", "--as", "completed"); /* out of stock: the sku */
+    HOSTILE(1, "retry", "H1");
+}
+
+/* An order whose state is not one faka knows: shown as unknown(<value>),
+ * never as an empty name. */
+static void t_unknown_state(void **state) {
+    (void)state;
+    char key[64];
+    snprintf(key, sizeof(key), "%s:order:U1", P);
+    HSET_LIT(key, "state", "bogus");
+    HSET_LIT(key, "sku", "s");
+    snprintf(key, sizeof(key), "%s:order:U2", P);
+    HSET_LIT(key, "state", "\x1b[2Jx\xff");
+    run r = hostile(0, (const char *const[]){"order", "U1", NULL});
+    assert_non_null(strstr(r.out, "state            unknown(bogus)\n"));
+    run_free(&r);
+    r = hostile(1, (const char *const[]){"retry", "U1", NULL});
+    assert_non_null(strstr(r.err, "order U1 is unknown(bogus); only a failed order"));
+    run_free(&r);
+    r = hostile(1, (const char *const[]){"review", "resolve", "U1", "--as", "failed", NULL});
+    assert_non_null(strstr(r.err, "order U1 is unknown(bogus), not waiting for review"));
+    run_free(&r);
+    r = hostile(0, (const char *const[]){"order", "U2", NULL});
+    assert_non_null(strstr(r.out, "unknown(?[2Jx?)"));
+    run_free(&r);
+    r = hostile(1, (const char *const[]){"retry", "U2", NULL});
+    assert_non_null(strstr(r.err, "is unknown(?[2Jx?);"));
+    run_free(&r);
+    /* JSON keeps the stored value */
+    cJSON *j = hostile_json((const char *const[]){"order", "U1", "--json", NULL});
+    assert_string_equal(jstr(cJSON_GetObjectItemCaseSensitive(j, "record"), "state"), "bogus");
+    cJSON_Delete(j);
+}
+
+/* dead letters, heartbeats and stock keys with control bytes and bytes
+ * that are not UTF-8. */
+static void t_hostile_queues(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "XADD %s:dead * raw %b error %b source_id 1-0 kind %b "
+                                  "order_id %b",
+                             P, "{\"a\":\"\xff\"}\x1b", (size_t)10, "e\x1b[2J\xfe", (size_t)6,
+                             "order\x07", (size_t)6, "D\x1b\0x", (size_t)4));
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s:workers %lld %b", P, wall_ms(),
+                             "w\x1b[31m\xff", (size_t)7));
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s:stock:%b c1", P, "s\x1b[2J\xff", (size_t)6));
+    cJSON *j = hostile_json((const char *const[]){"dead", "list", "--json", NULL});
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "entries"), 0);
+    assert_string_equal(jstr(e, "error"), "e\x1b[2J\xef\xbf\xbd");
+    assert_string_equal(jstr(e, "order_id"), "D\x1b\xef\xbf\xbdx");
+    cJSON_Delete(j);
+    HOSTILE(0, "dead", "list");
+    HOSTILE(0, "dead", "requeue", "--all");
+    cJSON_Delete(hostile_json((const char *const[]){"dead", "requeue", "--all", "--json", NULL}));
+    run r = hostile(0, (const char *const[]){"workers", NULL});
+    assert_non_null(strstr(r.out, "w?[31m?"));
+    run_free(&r);
+    j = hostile_json((const char *const[]){"workers", "--json", NULL});
+    assert_string_equal(jstr(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "workers"),
+                                                0),
+                             "id"),
+                        "w\x1b[31m\xef\xbf\xbd");
+    cJSON_Delete(j);
+    r = hostile(0, (const char *const[]){"stock", "count", NULL});
+    assert_non_null(strstr(r.out, "s?[2J?"));
+    run_free(&r);
+    j = hostile_json((const char *const[]){"stock", "count", "--json", NULL});
+    assert_true(jnum(cJSON_GetObjectItemCaseSensitive(j, "stock"), "s\x1b[2J\xef\xbf\xbd") == 1);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(t_usage, flush),
@@ -919,6 +1215,11 @@ int main(void) {
         cmocka_unit_test_setup(t_stock_once, flush),
         cmocka_unit_test_setup(t_notify_requeue, flush),
         cmocka_unit_test_setup(t_workers_stats_top, flush),
+        cmocka_unit_test_setup(t_hostile_counters, flush),
+        cmocka_unit_test_setup(t_hostile_stats_text, flush),
+        cmocka_unit_test_setup(t_hostile_orders, flush),
+        cmocka_unit_test_setup(t_unknown_state, flush),
+        cmocka_unit_test_setup(t_hostile_queues, flush),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,8 +2,9 @@
  * a stats hash as HGETALL returns it (built by hand here, no server):
  * totals, failures by reason sorted by count, the retry-count distribution
  * sorted by retries, the average retry duration, the final success rate
- * with re-opened orders counted once, empty and garbage replies, and the
- * JSON shape fakactl prints. */
+ * with re-opened orders counted once, empty and garbage replies, hostile
+ * counters (past INT64_MAX, negative, not numbers, ill-formed UTF-8 in a
+ * reason) and the JSON shape fakactl prints. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,10 +12,12 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
+#include "utf8.h"
 
 /* A flat HGETALL-like reply from "field", "value", ... (NULL-terminated). */
 static redisReply *hash_reply(const char *const *kv) {
@@ -125,10 +128,119 @@ static void t_empty_and_garbage(void **state) {
     assert_true(fk_metrics_success_rate(&m) <= 1.0);
 }
 
+/* Counters anyone may have HSET by hand: near and past INT64_MAX, the
+ * smallest negative, not numbers. Every sum saturates (no signed overflow:
+ * the sanitizer build turns one into a failure), garbage and negatives read
+ * as 0, the rate stays in [0, 1], and the JSON is valid UTF-8. */
+static void t_hostile_counters(void **state) {
+    (void)state;
+    const char *kv[] = {"completed", "9223372036854775807", "failed", "9223372036854775807",
+                        "expired", "9223372036854775806", "manual_review",
+                        "99999999999999999999999", "reopened", "-9223372036854775808",
+                        "submitted", "12abc", "retries", "1.5", "deferred", " 7", "dead", "-1",
+                        "retry_ms_sum", "9223372036854775807", "retry_ms_count", "-3",
+                        "reason:bad\xff\x1b[31m", "9223372036854775807",
+                        "reason:bad\xfe\x1b[31m", "5", /* the same code once repaired */
+                        "attempts:1", "9223372036854775807", "attempts:01", "9",
+                        "attempts:x", "4", "attempts:-2", "4", "attempts: 3", "4", NULL};
+    redisReply *r = hash_reply(kv);
+    fk_metrics m;
+    fk_metrics_from_hash(&m, r);
+    freeReplyObject(r);
+    assert_true(m.completed == LLONG_MAX && m.failed == LLONG_MAX);
+    assert_true(m.manual_review == LLONG_MAX); /* beyond INT64_MAX: saturated */
+    assert_int_equal(m.reopened, 0);            /* negative */
+    assert_int_equal(m.submitted, 0);           /* not a decimal integer */
+    assert_int_equal(m.retries, 0);
+    assert_int_equal(m.deferred, 0);
+    assert_int_equal(m.dead, 0);
+    assert_int_equal(m.retry_ms_count, 0);
+    assert_true(fk_metrics_final(&m) == LLONG_MAX);
+    assert_true(fk_metrics_success_rate(&m) == 1.0);
+    assert_int_equal(fk_metrics_avg_retry_ms(&m), -1);
+    /* the reason code is valid UTF-8, the two rows one, the count saturated */
+    assert_int_equal(m.nreasons, 1);
+    assert_string_equal(m.reasons[0].code, "bad\xef\xbf\xbd\x1b[31m");
+    assert_true(m.reasons[0].n == LLONG_MAX);
+    /* attempts: only n >= 0 in decimal; 1 and 01 are one row */
+    assert_int_equal(m.nattempts, 1);
+    assert_int_equal(m.attempts[0].retries, 1);
+    assert_true(m.attempts[0].n == LLONG_MAX);
+    cJSON *j = fk_metrics_json(&m);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    assert_true(fk_utf8_valid(s, strlen(s)));
+    assert_non_null(strstr(s, "\"bad\xef\xbf\xbd\\u001b[31m\":9.2233720368547758e+18"));
+    j = cJSON_Parse(s);
+    assert_non_null(j);
+    assert_true(cJSON_GetObjectItem(j, "final")->valuedouble > 9.2e18);
+    cJSON_Delete(j);
+    free(s);
+    /* a long code is cut on a character boundary */
+    char longcode[7 + 62 + 3 + 1];
+    memcpy(longcode, "reason:", 7);
+    memset(longcode + 7, 'x', 62);
+    memcpy(longcode + 69, "\xe4\xb8\xad", 4);
+    const char *kv2[] = {longcode, "1", NULL};
+    r = hash_reply(kv2);
+    fk_metrics_from_hash(&m, r);
+    freeReplyObject(r);
+    assert_int_equal(strlen(m.reasons[0].code), 62);
+    /* a struct not from the hash: still defined */
+    memset(&m, 0, sizeof(m));
+    m.completed = LLONG_MAX;
+    m.expired = LLONG_MAX;
+    m.reopened = LLONG_MIN;
+    m.retry_ms_sum = LLONG_MIN;
+    m.retry_ms_count = -1;
+    assert_true(fk_metrics_final(&m) == LLONG_MAX);
+    assert_int_equal(fk_metrics_avg_retry_ms(&m), -1);
+    m.retry_ms_count = 3;
+    assert_int_equal(fk_metrics_avg_retry_ms(&m), -1);
+    m.failed = -5;
+    m.completed = -5;
+    assert_true(fk_metrics_success_rate(&m) >= 0);
+}
+
+static void t_counter_and_add(void **state) {
+    (void)state;
+    redisReply v = {0};
+    v.type = REDIS_REPLY_INTEGER;
+    v.integer = -4;
+    assert_int_equal(fk_metrics_counter(&v), 0);
+    v.integer = 42;
+    assert_int_equal(fk_metrics_counter(&v), 42);
+    v.type = REDIS_REPLY_NIL;
+    assert_int_equal(fk_metrics_counter(&v), 0);
+    assert_int_equal(fk_metrics_counter(NULL), 0);
+    v.type = REDIS_REPLY_STRING;
+    struct {
+        const char *s;
+        long long want;
+    } cases[] = {{"0", 0}, {"17", 17}, {"-17", 0}, {"", 0}, {"-", 0}, {"+5", 0},
+                 {"5 ", 0}, {"1e3", 0}, {"0x10", 0}, {"9223372036854775807", LLONG_MAX},
+                 {"9223372036854775808", LLONG_MAX}, {"-9223372036854775809", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        v.str = (char *)cases[i].s;
+        v.len = strlen(cases[i].s);
+        assert_true(fk_metrics_counter(&v) == cases[i].want);
+    }
+    v.str = (char *)"12\0" "34"; /* a NUL inside: not a number */
+    v.len = 5;
+    assert_int_equal(fk_metrics_counter(&v), 0);
+    assert_true(fk_metrics_add(LLONG_MAX, 1) == LLONG_MAX);
+    assert_true(fk_metrics_add(LLONG_MAX, LLONG_MAX) == LLONG_MAX);
+    assert_true(fk_metrics_add(LLONG_MIN, -1) == LLONG_MIN);
+    assert_true(fk_metrics_add(LLONG_MIN, LLONG_MAX) == -1);
+    assert_int_equal(fk_metrics_add(2, 3), 5);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_four_metrics),
         cmocka_unit_test(t_empty_and_garbage),
+        cmocka_unit_test(t_hostile_counters),
+        cmocka_unit_test(t_counter_and_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
