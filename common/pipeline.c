@@ -146,6 +146,8 @@ typedef struct tr {
 } tr;
 
 static void after_transition(fk_job *j, redisReply *reply, fk_state to, int post);
+static void payment(fk_job *j, const fk_payment *p, const char *skey, const char *ckey,
+                    const char *entry);
 
 static void on_transition(fk_redis *r, redisReply *reply, void *arg);
 
@@ -171,6 +173,7 @@ static void transition(fk_job *j, const tr *t) {
     tc->j = j;
     tc->to = t->to;
     tc->post = t->charge && strcmp(t->charge, "sent") == 0;
+    if (tc->post) j->lease_at = uv_now(c->loop);
     if (t->charge) snprintf(j->charge, sizeof(j->charge), "%s", t->charge);
     int rc = fk_transition(c->redis, c->cfg, c->keys, &o, &x, on_transition, tc);
     if (rc) {
@@ -197,6 +200,8 @@ static void query(fk_job *j);
 static void guard_report(fk_job *j, const fk_gw_result *res);
 
 static void deliver(fk_job *j, const char *payment_id) {
+    if (payment_id && payment_id[0] && payment_id != j->payment_id)
+        snprintf(j->payment_id, sizeof(j->payment_id), "%s", payment_id);
     tr t = {FK_ST_PROCESSING, FK_ST_COMPLETED, FK_R_NONE, NULL, j->ctx->notify ? "DN" : "D",
             0, "paid", payment_id && payment_id[0] ? payment_id : NULL, 1};
     transition(j, &t);
@@ -439,7 +444,25 @@ static void guard_report(fk_job *j, const fk_gw_result *res) {
     if (rc) fk_debug("guard.report", oid(j), "not sent: %s", fk_strerror(rc));
 }
 
+/* POST the charge, if it can be over before our lease can end. The lease
+ * was taken (or kept) by the command sent at j->lease_at, no later than
+ * Redis started it; a request takes at most --http-timeout-ms. A reply read
+ * late (the process stalled, or the loop was slow) is no licence to
+ * charge: past that point another worker or the reaper may hold the order,
+ * ask the gateway, find no charge and settle it (expired, codes released)
+ * while ours lands. Then we charge nothing now; the record says
+ * charge=sent, so whoever takes the order next asks the gateway first. */
 static void post_charge(fk_job *j) {
+    const fk_config *cfg = j->ctx->cfg;
+    uint64_t used = uv_now(j->ctx->loop) - j->lease_at;
+    if (used + (uint64_t)cfg->http_timeout_ms >= (uint64_t)cfg->lease_ms) {
+        fk_warn("charge.late", oid(j),
+                "%llu ms of the %lld ms lease used before the charge could go out; "
+                "leaving the order to whoever takes it next (it asks the gateway first)",
+                (unsigned long long)used, cfg->lease_ms);
+        finish(j, FK_JOB_LEFT);
+        return;
+    }
     fk_charge_req req = {j->o.idem_key, j->o.order_id, j->o.currency, j->o.buyer, j->o.amount};
     int rc = fk_gateway_charge(j->ctx->gateway, &req, on_charge, j);
     if (rc) send_failed(j, rc, "gateway charge");
@@ -449,6 +472,26 @@ static void after_transition(fk_job *j, redisReply *reply, fk_state to, int post
     const char *st;
     if (reply_status(j, reply, "transition", &st)) return;
     if (strcmp(st, "stale") == 0) {
+        if (to == FK_ST_COMPLETED && j->ctx->gateway && strcmp(j->charge, "paid") == 0) {
+            /* The gateway took the money, but the order moved on without
+             * us meanwhile (our lease ran out). The payment must not be
+             * lost: record it as the shop's payment entry would, so the
+             * order completes if it is still processing, or goes to
+             * manual_review/late_payment if it was settled meanwhile. */
+            fk_warn("order.stale_paid", oid(j),
+                    "lease lost after the gateway said paid (order now %s); recording the "
+                    "payment",
+                    elem(reply, 1));
+            fk_payment p;
+            memset(&p, 0, sizeof(p));
+            snprintf(p.order_id, sizeof(p.order_id), "%s", j->o.order_id);
+            p.status = FK_PAY_SUCCEEDED;
+            snprintf(p.payment_id, sizeof(p.payment_id), "%s", j->payment_id);
+            char skey[FK_KEY_MAX];
+            fk_key_stock(j->ctx->keys, j->o.sku, skey, sizeof(skey));
+            payment(j, &p, skey, "", "");
+            return;
+        }
         fk_info("order.stale", oid(j), "lease lost (order now %s, fence %s, ours %s); leaving it",
                 elem(reply, 1), elem(reply, 2), j->fence);
         finish(j, FK_JOB_LEFT);
@@ -735,6 +778,7 @@ static void accept_order(fk_job *j) {
     fk_args_ll(&a, c->cfg->retention_s);
     fk_args_str(&a, c->notify ? "1" : "0");
     fk_args_ll(&a, c->cfg->order_ttl_s * 1000);
+    j->lease_at = uv_now(c->loop);
     int rc = fk_script_call(c->redis, FK_LUA_ACCEPT, nkeys, &a, on_accept, j);
     if (rc) send_failed(j, rc, "accept");
 }
@@ -764,6 +808,7 @@ static void resume(fk_job *j, const char *due) {
     fk_args_str(&a, due);
     j->send = c->gateway && c->guard && fk_guard_local_admit(c->guard);
     fk_args_str(&a, j->send ? "send" : "");
+    j->lease_at = uv_now(c->loop);
     int rc = fk_script_call(c->redis, FK_LUA_RESUME, 3, &a, on_resume, j);
     if (rc) send_failed(j, rc, "resume");
 }
@@ -779,8 +824,10 @@ static void on_payment(fk_redis *r, redisReply *reply, void *arg) {
 
 /* Run payment.lua; skey is the order's stock key ("" when the order has
  * no record yet), needed to release the codes of a declined order; ckey
- * the buyer's cooldown key ("" = none), where a decline is counted. */
-static void payment(fk_job *j, const fk_payment *p, const char *skey, const char *ckey) {
+ * the buyer's cooldown key ("" = none), where a decline is counted; entry
+ * the stream entry to acknowledge with it ("" = none). */
+static void payment(fk_job *j, const fk_payment *p, const char *skey, const char *ckey,
+                    const char *entry) {
     const fk_ctx *c = j->ctx;
     char okey[FK_KEY_MAX], minute[160], mdecl[256], mlate[256], mnoresv[256];
     fk_key_order(c->keys, p->order_id, okey, sizeof(okey));
@@ -807,7 +854,7 @@ static void payment(fk_job *j, const fk_payment *p, const char *skey, const char
         nkeys = 10;
     }
     fk_args_str(&a, c->keys->group);
-    fk_args_str(&a, j->entry_id);
+    fk_args_str(&a, entry);
     fk_args_str(&a, p->order_id);
     fk_args_str(&a, j->pay_status);
     fk_args_str(&a, p->payment_id);
@@ -856,7 +903,7 @@ static void on_sku(fk_redis *r, redisReply *reply, void *arg) {
         fk_key_cooldown(j->ctx->keys, buyer->str, ckey, sizeof(ckey));
     fk_payment p = pc->p;
     free(pc);
-    payment(j, &p, skey, ckey);
+    payment(j, &p, skey, ckey, j->entry_id);
 }
 
 static void payment_with_sku(fk_job *j, const fk_payment *p) {

@@ -79,6 +79,9 @@ struct fk_job {
     int probe;           /* the gateway guard let this call through as a probe */
     int send;            /* the guard admitted a charge before accept/resume ran */
     int sent_now;        /* accept/resume recorded charge=sent for this job: POST */
+    uint64_t lease_at;   /* loop time (ms) the command that took or kept the lease
+                            for a charge was sent: accept, resume, the transition
+                            recording charge=sent (see post_charge) */
 };
 
 /* Create a job for one entry (copies everything). kind is the entry's

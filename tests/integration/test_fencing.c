@@ -8,6 +8,10 @@
  *    it. Two cases: the stalled worker's charge never happened (the new
  *    owner must charge once), and it happened but its answer never arrived
  *    (the new owner must find it by asking, not charge again).
+ *  - a worker whose charge=sent reply is read after its lease could have
+ *    ended does not charge on it (charge.late); one whose delivery is
+ *    refused as stale after the gateway said paid records the payment
+ *    (late_payment review, not "expired, not charged").
  *  - many entries racing with one idempotency key from parallel producers:
  *    GET {prefix}:idem:{key} names the one real order; every other id is
  *    failed/duplicate (or idempotency_conflict) pointing at it; one charge
@@ -543,10 +547,133 @@ static void test_racing_duplicates_find_owner(void **state) {
     for (int i = 0; i < 3; i++) stop_worker(&E.w[i]);
 }
 
+typedef struct field_wait {
+    redisContext *c;
+    const char *id, *field, *want;
+} field_wait;
+
+static int field_is(void *arg) {
+    field_wait *w = arg;
+    return hget_is(w->c, w->id, w->field, w->want);
+}
+
+/* The gateway says paid, but while the POST was out the order was settled
+ * by someone else (here by hand, as the reaper's expiry leaves it: state
+ * expired, fence bumped), so the worker's delivery is refused as stale.
+ * The money moved all the same: the worker records the payment as the
+ * shop's payment entry would, and the order goes to
+ * manual_review/late_payment instead of staying expired ("not charged"). */
+static void test_paid_after_lease_lost(void **state) {
+    (void)state;
+    fk_t_redis *r = &E.r;
+    fk_t_gateway *g = &E.g;
+    redisContext *c = E.c;
+    fk_t_load_stock(c, P, 2);
+    char gw[128];
+    snprintf(gw, sizeof(gw), "--gateway=%s", g->url);
+    const char *args[] = {gw, "--lease-ms=4000", "--http-timeout-ms=2000", NULL};
+    fk_t_gateway_post(g, "/_faults", "{\"latency_ms\":800}");
+    E.w[0] = fk_t_worker(r, "wP", args);
+    freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"L1\",\"sku\":\"wow-60d\",\"qty\":1,"
+                             "\"amount\":100}"));
+    field_wait fw = {c, "L1", "charge", "sent"};
+    assert_true(fk_t_until(field_is, &fw, 10000));
+    /* the POST is out (800 ms at the gateway): settle the order under it */
+    freeReplyObject(fk_t_cmd(c, "HSET %s:order:L1 state expired reason processing_timeout", P));
+    freeReplyObject(fk_t_cmd(c, "HINCRBY %s:order:L1 fence 1", P));
+    fw.field = "state";
+    fw.want = "manual_review";
+    assert_true(fk_t_until(field_is, &fw, 10000));
+    assert_true(hget_is(c, "L1", "reason", "late_payment"));
+    assert_true(hget_is(c, "L1", "pay_status", "succeeded"));
+    long long charges = 0, posts = 0;
+    fk_t_ledger_key(g, "L1", &charges, &posts);
+    assert_int_equal(charges, 1);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/wP.log", r->dir);
+    assert_int_equal(log_count(log, "order.stale_paid", "L1"), 1);
+    stop_worker(&E.w[0]);
+}
+
+/* The reply that lets a worker charge (the transition recording
+ * charge=sent) is read only after the worker's lease could have ended: the
+ * worker was stopped meanwhile. Another worker or the reaper may hold the
+ * order by then, find no charge and settle it, so the POST must not go out
+ * on that late reply: the worker leaves the order (charge.late), and the
+ * next one to take it asks the gateway first and charges once.
+ *
+ * Staging: an order whose earlier charge went unanswered (charge=unknown)
+ * is taken up by a retry entry; resume bumps the fence and the worker asks
+ * the gateway (150 ms). Redis is paused (CLIENT PAUSE) after the worker's
+ * gateway guard last refreshed its view (a tick, within 50 ms of resume)
+ * and before the answer, so the transition sent on the answer waits; the
+ * worker is stopped while it waits and let go on well past its lease. When
+ * the guard asks Redis itself instead (its view went stale on a slow
+ * machine), the pause lands on that question and the transition is sent
+ * fresh after the stop: a miss, told apart by the record (charge still
+ * unknown when the worker goes on), and the staging is tried again. */
+static void test_late_reply_no_charge(void **state) {
+    (void)state;
+    fk_t_redis *r = &E.r;
+    fk_t_gateway *g = &E.g;
+    redisContext *c = E.c;
+    char gw[128], log[400];
+    snprintf(gw, sizeof(gw), "--gateway=%s", g->url);
+    snprintf(log, sizeof(log), "%s/wL.log", r->dir);
+    const char *args[] = {gw, "--lease-ms=1000", "--http-timeout-ms=500", "--retry-base-ms=100",
+                          NULL};
+    fk_t_gateway_post(g, "/_faults", "{\"latency_ms\":150}");
+    E.w[0] = fk_t_worker(r, "wL", args);
+    fk_t_sleep_ms(300);
+    int hits = 0, tries = 0;
+    for (; tries < 5 && !hits; tries++) {
+        char id[16];
+        snprintf(id, sizeof(id), "X%d", tries + 1);
+        long long now = redis_ms(c);
+        freeReplyObject(fk_t_cmd(c, "HSET %s:order:%s state processing fence 3 charge unknown "
+                                    "attempts 1 sku wow-60d qty 1 amount 100 currency CNY "
+                                    "buyer b resv [\"CODE-%d\"] created_at %lld updated_at "
+                                    "%lld message x",
+                                 P, id, tries + 1, now, now));
+        freeReplyObject(fk_t_cmd(c, "ZADD %s:active %lld %s", P, now + 600000, id));
+        freeReplyObject(fk_t_cmd(c, "XADD %s:orders * retry %s@%lld", P, id, now));
+        long long end = fk_t_now_ms() + 10000;
+        while (!hget_is(c, id, "fence", "4") && fk_t_now_ms() < end) fk_t_sleep_ms(1);
+        assert_true(hget_is(c, id, "fence", "4"));
+        fk_t_sleep_ms(60);
+        freeReplyObject(fk_t_cmd(c, "CLIENT PAUSE 900 ALL"));
+        fk_t_sleep_ms(400);
+        assert_int_equal(kill(E.w[0], SIGSTOP), 0);
+        fk_t_sleep_ms(1800);
+        long long charges = 0, posts = 0;
+        fk_t_ledger_key(g, id, &charges, &posts);
+        int hit = hget_is(c, id, "charge", "sent") && posts <= 0;
+        assert_int_equal(kill(E.w[0], SIGCONT), 0);
+        field_wait fw = {c, id, "state", "completed"};
+        assert_true(fk_t_until(field_is, &fw, 15000));
+        fk_t_ledger_key(g, id, &charges, &posts);
+        assert_int_equal(charges, 1);
+        int late = log_count(log, "charge.late", id);
+        fprintf(stderr, "# %s: %s, charge.late lines %d, posts %lld\n", id,
+                hit ? "reply read late" : "missed (no late reply)", late, posts);
+        if (hit) {
+            hits++;
+            assert_int_equal(late, 1);
+            assert_int_equal(posts, 1); /* only the one made after asking again */
+            assert_false(hget_is(c, id, "fence", "4")); /* under a new fence */
+        }
+    }
+    assert_true(hits > 0);
+    stop_worker(&E.w[0]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stalled_worker_is_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_duplicates_find_owner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paid_after_lease_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_reply_no_charge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
