@@ -43,6 +43,7 @@ typedef struct fk_worker {
     int reading;     /* an XREADGROUP is outstanding, or replies are being dispatched */
     int group_ok;    /* the consumer group is known to exist */
     int grouping;    /* an XGROUP CREATE is outstanding */
+    int durability;  /* Redis's persistence settings were asked for */
     int need_pel;    /* drain our own pending entries before reading new ones */
     char pel_cursor[48];
     int promoting, reclaiming;
@@ -335,6 +336,37 @@ static void reclaim(fk_worker *w) {
     if (fk_script_call(w->cmd, FK_LUA_RECLAIM, 4, &a, on_reclaim, w) == 0) w->reclaiming = 1;
 }
 
+/* ---- Redis durability ----------------------------------------------------
+ * faka's promises across a Redis crash rest on Redis keeping every write it
+ * acknowledged: a lost second can undo the pops of codes already delivered
+ * (handed out again) or a charge=sent already acted on. Asked once per
+ * process; a managed Redis that refuses CONFIG is only noted at debug. */
+
+static void on_durability(fk_redis *r, redisReply *reply, void *arg) {
+    char err[256];
+    (void)r;
+    (void)arg;
+    if (fk_redis_reply_err(reply, err, sizeof(err))) {
+        fk_debug("redis.durability", NULL, "cannot read Redis's persistence settings: %s", err);
+        return;
+    }
+    const char *aof = "?", *fsync = "?";
+    if (reply->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+            if (strcmp(k->str, "appendonly") == 0) aof = v->str;
+            if (strcmp(k->str, "appendfsync") == 0) fsync = v->str;
+        }
+    if (strcmp(aof, "yes") != 0 || strcmp(fsync, "always") != 0)
+        fk_warn("redis.durability", NULL,
+                "Redis runs with appendonly=%s appendfsync=%s: a Redis crash can lose its "
+                "last writes, and with them codes already delivered (handed out again) or a "
+                "charge already sent; faka's guarantees across a Redis crash need appendonly "
+                "yes and appendfsync always (README, \"Redis durability\")",
+                aof, fsync);
+}
+
 static void on_duty(uv_timer_t *t) {
     fk_worker *w = t->data;
     uint64_t now = uv_now(&w->loop);
@@ -356,6 +388,9 @@ static void on_duty(uv_timer_t *t) {
     }
     if (!w->group_ok && fk_redis_ready(w->cmd) && now - w->last_group_try >= 1000)
         ensure_group(w);
+    if (!w->durability && fk_redis_ready(w->cmd) &&
+        fk_redis_command(w->cmd, on_durability, w, "CONFIG GET append*") == 0)
+        w->durability = 1;
     uint64_t every = (uint64_t)w->cfg.lease_ms / 4;
     if (every < 100) every = 100;
     if (now - w->last_reclaim >= every) {

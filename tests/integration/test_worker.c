@@ -309,6 +309,25 @@ static void test_read_error(void **state) {
     fk_t_redis_stop(&r);
 }
 
+/* A worker says once when Redis may lose acknowledged writes on a crash
+ * (appendonly no, or appendfsync other than always), and is silent when
+ * Redis keeps them. */
+static void test_durability_warning(void **state) {
+    (void)state;
+    for (int aof = 0; aof <= 1; aof++) {
+        fk_t_redis r;
+        fk_t_redis_start(&r, aof);
+        pid_t w = fk_t_worker(&r, "w1", NULL);
+        fk_t_sleep_ms(1500);
+        stop_worker(w);
+        int lines = log_lines_with(&r, "w1", "redis.durability");
+        fprintf(stderr, "# appendonly %s: %d redis.durability lines\n", aof ? "yes" : "no",
+                lines);
+        assert_int_equal(lines, aof ? 0 : 1);
+        fk_t_redis_stop(&r);
+    }
+}
+
 typedef struct producer_arg {
     int port;
     long long n;
@@ -452,6 +471,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_idempotency, fk_t_teardown),
         cmocka_unit_test_teardown(test_group_after_oom, fk_t_teardown),
         cmocka_unit_test_teardown(test_read_error, fk_t_teardown),
+        cmocka_unit_test_teardown(test_durability_warning, fk_t_teardown),
         cmocka_unit_test_teardown(test_garbage_mixed, fk_t_teardown),
         cmocka_unit_test_teardown(test_sigterm_drain, fk_t_teardown),
         cmocka_unit_test_teardown(test_redis_restart, fk_t_teardown),
