@@ -254,6 +254,8 @@ enum kind {
     Z_DECLINED,  /* processing, charge=sent, the gateway declined: failed */
     Z_PENDING,   /* processing, the buyer must still pay: pending_payment, then expired */
     Z_SHOPPAID,  /* processing, a payment entry said succeeded: completed without asking */
+    Z_KNOWNPAID, /* processing, charge=paid (a reaper died before delivering): completed
+                    without asking */
     U_PAID,      /* pending_payment, paid by now: processing -> completed */
     U_UNPAID,    /* pending_payment, still pending: expired/unpaid_timeout */
     U_NORESV,    /* pending_payment, paid, but no reservation: manual_review */
@@ -314,6 +316,9 @@ static void test_settle_paths(void **state) {
         case Z_SHOPPAID:
             write_zombie(f.c, id, "processing", "sent", sku, qty, resv[k], "succeeded");
             break;
+        case Z_KNOWNPAID:
+            write_zombie(f.c, id, "processing", "paid", sku, qty, resv[k], "");
+            break;
         case U_PAID:
         case U_UNPAID:
             write_zombie(f.c, id, "pending_payment", "pending", sku, qty, resv[k], "");
@@ -333,6 +338,7 @@ static void test_settle_paths(void **state) {
         switch (kind) {
         case Z_PAID:
         case Z_SHOPPAID:
+        case Z_KNOWNPAID:
         case U_PAID:
             expect(f.c, id, "completed", "");
             assert_true(field_is(f.c, id, "resv", NULL));
@@ -364,15 +370,15 @@ static void test_settle_paths(void **state) {
         assert_true(field_is(f.c, id, "lease_until", NULL));
     }
     /* exactly once each */
-    assert_int_equal(fk_t_stat(f.c, P, "completed"), 3 * PER_KIND);
+    assert_int_equal(fk_t_stat(f.c, P, "completed"), 4 * PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "expired"), 4 * PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "failed"), PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "manual_review"), PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "reason:processing_timeout"), 2 * PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "reason:unpaid_timeout"), 2 * PER_KIND);
     /* asked once per order that needed asking (Z_PENDING twice: once as a
-     * zombie, once past its payment TTL); never for charge=none or a
-     * payment the shop reported */
+     * zombie, once past its payment TTL); never for charge=none, a
+     * payment the shop reported, or charge=paid */
     long long asked = ledger_gets(&f) - gets0;
     fprintf(stderr, "# %d orders settled by two racing reapers; %lld gateway queries\n", n,
             asked);
