@@ -70,7 +70,8 @@ struct fk_job {
     fk_job_order o;      /* from the entry, or from the record */
     char fence[24];
     fk_state state;
-    char charge[16];     /* none | sent | unknown | absent | pending | paid | declined */
+    char charge[16];     /* none | sent | unknown | absent | pending | paid | declined |
+                            conflict (docs/KEYSPACE.md) */
     int attempts;
     int polls;
     char pay_status[16];
