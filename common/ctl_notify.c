@@ -78,6 +78,8 @@ static int requeue_failed(fk_ctl *ctl, cJSON *list, long long *n) {
             int queued = 0;
             char why[256];
             rc = requeue_one(ctl, id, &queued, why, sizeof(why));
+            /* a key of another type under the pattern is not an order */
+            if (rc == FK_EREDIS && strstr(ctl->err, "WRONGTYPE")) rc = 0;
             if (rc || queued != 1) continue; /* SCAN may repeat a key: the second skips */
             (*n)++;
             if (list) cJSON_AddItemToArray(list, cJSON_CreateString(id));

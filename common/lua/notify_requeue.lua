@@ -10,6 +10,8 @@ local h = redis.call('HMGET', KEYS[1], 'state', 'notify')
 if h[1] ~= FK_ST.COMPLETED or h[2] ~= 'notify_failed' then
   return {'skip', h[1] or '', h[2] or ''}
 end
-redis.call('HSET', KEYS[1], 'notify', 'pending', 'notify_attempts', 0)
+-- the ZADD first: it is the write that can fail (a key of another type),
+-- and Lua does not roll back
 redis.call('ZADD', KEYS[2], fk_now(), ARGV[1])
+redis.call('HSET', KEYS[1], 'notify', 'pending', 'notify_attempts', 0)
 return {'queued'}

@@ -803,6 +803,7 @@ static void t_notify_requeue(void **state) {
     freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W2 state completed notify notified", P));
     freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W3 state failed", P));
     freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:W4 state completed notify notify_failed", P));
+    freeReplyObject(fk_t_cmd(g_c, "SET %s:order:W5 not-a-hash", P)); /* skipped by --failed */
     cJSON *j = JSON(NULL, "notify", "requeue", "W1", "--json");
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "queued")), 1);
     cJSON_Delete(j);
@@ -817,6 +818,7 @@ static void t_notify_requeue(void **state) {
     EXPECT(1, NULL, "notify", "requeue", "W2");
     EXPECT(1, NULL, "notify", "requeue", "W3");
     EXPECT(1, NULL, "notify", "requeue", "NOPE");
+    EXPECT(4, NULL, "notify", "requeue", "W5");
     r = ctl((const char *const[]){"notify", "requeue", "--failed", NULL});
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "queued W4"));
