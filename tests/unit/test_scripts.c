@@ -1318,6 +1318,43 @@ static const char *accept_(const acc *x) {
     return call(FK_LUA_ACCEPT, 11, &a);
 }
 
+/* ---- notify_done.lua ------------------------------------------------------------ */
+
+static const char *notify_done_(const char *oid, const char *outcome) {
+    char ok[FK_KEY_MAX];
+    fk_key_order(&g_k, oid, ok, sizeof(ok));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, ok);
+    fk_args_str(&a, g_k.notify);
+    fk_args_str(&a, oid);
+    fk_args_str(&a, outcome);
+    fk_args_ll(&a, 1000);
+    fk_args_ll(&a, 3);
+    fk_args_str(&a, outcome[0] == 'f' ? "http 500" : "");
+    return call(FK_LUA_NOTIFY_DONE, 2, &a);
+}
+
+/* A failure is retried, the last one marks notify_failed; a stalled
+ * sender's late failure after another sender delivered changes nothing. */
+static void t_notify_done(void **state) {
+    (void)state;
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state completed notify pending", okey("N1")));
+    assert_string_equal(notify_done_("N1", "fail"), "['retry',1]");
+    assert_true(strcmp(q("ZSCORE %s N1", g_k.notify), "nil") != 0);
+    assert_string_equal(notify_done_("N1", "ok"), "['notified',2]");
+    assert_string_equal(q("ZSCORE %s N1", g_k.notify), "nil");
+    char *before = snapshot();
+    assert_string_equal(notify_done_("N1", "fail"), "['notified',2]");
+    assert_unchanged(before);
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state completed notify pending", okey("N2")));
+    notify_done_("N2", "fail");
+    notify_done_("N2", "fail");
+    assert_string_equal(notify_done_("N2", "fail"), "['notify_failed',3]");
+    assert_string_equal(hget("N2", "notify"), "'notify_failed'");
+    assert_string_equal(q("ZSCORE %s N2", g_k.notify), "nil");
+}
+
 /* ---- payment.lua ------------------------------------------------------------ */
 
 static const char *payment_(const char *entry, const char *oid, const char *status,
@@ -1766,6 +1803,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_promote, flush),
         cmocka_unit_test_setup(t_promote_concurrent, flush),
         cmocka_unit_test_setup(t_dead, flush),
+        cmocka_unit_test_setup(t_notify_done, flush),
         cmocka_unit_test_setup(t_payment, flush),
         cmocka_unit_test_setup(t_accept_paid, flush),
         cmocka_unit_test_setup(t_accept_out_of_stock, flush),
