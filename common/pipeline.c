@@ -543,12 +543,8 @@ static void run_work(fk_job *j) {
             fail(j, FK_R_PAYMENT_DECLINED, "the shop reported the payment declined", "declined");
         } else if (!j->ctx->gateway) {
             deliver(j, NULL);
-        } else if (strcmp(j->charge, "sent") == 0 || strcmp(j->charge, "unknown") == 0 ||
-                   strcmp(j->charge, "pending") == 0 || strcmp(j->charge, "paid") == 0 ||
-                   strcmp(j->charge, "declined") == 0) {
-            /* never charge twice, nor again over a decline: ask first (the
-             * same list as FK_ASK_FIRST in lua/lib.lua) */
-            query(j);
+        } else if (fk_charge_ask_first(j->charge)) {
+            query(j); /* never charge twice, nor again over a decline: ask first */
         } else {
             charge(j);
         }

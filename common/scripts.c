@@ -121,8 +121,9 @@ static void put_lua_str(buf *b, const char *s) {
 }
 
 /* The prelude: constants from state.h, so Lua never spells a state itself,
- * and the buyer's sentences (FK_MSG by state, FK_RMSG by reason: "%s" marks
- * the detail, see lib.lua fk_reason_text). */
+ * the buyer's sentences (FK_MSG by state, FK_RMSG by reason: "%s" marks
+ * the detail, see lib.lua fk_reason_text), and the charge states asked
+ * about first (FK_ASK_FIRST). */
 static void put_prelude(buf *b) {
     put_str(b, "-- generated from common/state.h at start; see common/scripts.c\nlocal FK_ST = {");
 #define FK_ST_LUA(sym, name, zh, msg) put_fmt(b, "%s='%s',", #sym + 6, name);
@@ -143,6 +144,10 @@ static void put_prelude(buf *b) {
 #define FK_RMSG_LUA(sym, code, msg) put_fmt(b, "%s=", code), put_lua_str(b, msg), put_str(b, ",");
     FK_REASONS(FK_RMSG_LUA)
 #undef FK_RMSG_LUA
+    put_str(b, "}\nlocal FK_ASK_FIRST = {");
+#define FK_ASK_LUA(name) put_str(b, #name "=true,");
+    FK_CHARGE_ASK_FIRST(FK_ASK_LUA)
+#undef FK_ASK_LUA
     put_str(b, "}\n");
 }
 

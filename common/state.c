@@ -97,6 +97,13 @@ int fk_state_is_final(fk_state s) {
            s == FK_ST_MANUAL_REVIEW;
 }
 
+int fk_charge_ask_first(const char *charge) {
+#define FK_ASK_CMP(name) if (strcmp(charge, #name) == 0) return 1;
+    FK_CHARGE_ASK_FIRST(FK_ASK_CMP)
+#undef FK_ASK_CMP
+    return 0;
+}
+
 int fk_state_can(fk_state from, fk_state to) {
     if (from < 0 || from >= FK_ST__COUNT || to < 0 || to >= FK_ST__COUNT) return 0;
     return allowed[from][to];

@@ -85,6 +85,15 @@ int fk_state_is_final(fk_state s);
 /* 1 if `from -> to` is in the transition table (DESIGN.md, "States"). */
 int fk_state_can(fk_state from, fk_state to);
 
+/* The record's charge states (docs/KEYSPACE.md) after which a worker asks
+ * the gateway before it sends a charge: a charge may exist, or the gateway
+ * has answered already (declined: an operator's retry, or a crash before
+ * the failure was written). lua/lib.lua reads them as FK_ASK_FIRST, from
+ * the prelude scripts.c generates; C asks fk_charge_ask_first(). */
+#define FK_CHARGE_ASK_FIRST(X) X(sent) X(unknown) X(pending) X(paid) X(declined)
+/* 1 if charge is one of FK_CHARGE_ASK_FIRST. */
+int fk_charge_ask_first(const char *charge);
+
 /* Machine code of a reason ("out_of_stock"); "" for FK_R_NONE. */
 const char *fk_reason_code(fk_reason r);
 fk_reason fk_reason_parse(const char *code);

@@ -164,14 +164,9 @@ local function fk_work(okey)
   return out
 end
 
--- Charge states that mean "a charge may exist, or the gateway has answered
--- already": the gateway is asked before anything is sent again. declined
--- is one: a processing order that says so was declined (an operator's
--- retry, or a crash before the failure was written), and asking gets that
--- answer back without a charge request. The same list is in pipeline.c's
--- run_work.
-local FK_ASK_FIRST = {sent = true, unknown = true, pending = true, paid = true,
-  declined = true}
+-- FK_ASK_FIRST (prelude, from state.h FK_CHARGE_ASK_FIRST): charge states
+-- that mean "a charge may exist, or the gateway has answered already"; the
+-- gateway is asked before anything is sent again.
 
 -- Take the lease on an existing order for this entry:
 --   {'done', state}  the order is final: the entry is acknowledged

@@ -28,6 +28,17 @@ extern const struct fk_lua_source fk_lua_sources[];
 
 /* ---- names --------------------------------------------------------------- */
 
+/* The charge states a worker asks the gateway about before charging. */
+static void t_charge_ask_first(void **state) {
+    (void)state;
+    const char *ask[] = {"sent", "unknown", "pending", "paid", "declined"};
+    const char *go[] = {"none", "absent", "conflict", "", "SENT", "sent ", "paidx"};
+    for (size_t i = 0; i < sizeof(ask) / sizeof(ask[0]); i++)
+        assert_int_equal(fk_charge_ask_first(ask[i]), 1);
+    for (size_t i = 0; i < sizeof(go) / sizeof(go[0]); i++)
+        assert_int_equal(fk_charge_ask_first(go[i]), 0);
+}
+
 static void t_names_round_trip(void **state) {
     (void)state;
     assert_string_equal(fk_state_name(FK_ST_NONE), "");
@@ -427,6 +438,7 @@ static void t_reason_message_small(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_charge_ask_first),
         cmocka_unit_test(t_names_round_trip),
         cmocka_unit_test(t_names_out_of_range),
         cmocka_unit_test(t_parse_garbage),
