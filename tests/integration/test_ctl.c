@@ -205,28 +205,6 @@ static void expect_field(const char *id, const char *field, const char *want) {
     free(v);
 }
 
-typedef struct wait_state {
-    const char *id, *state;
-} wait_state;
-
-static int has_state(void *arg) {
-    wait_state *w = arg;
-    char *v = hget(w->id, "state");
-    int ok = strcmp(v, w->state) == 0;
-    free(v);
-    return ok;
-}
-
-static void wait_state_is(const char *id, const char *state) {
-    wait_state w = {id, state};
-    if (!fk_t_until(has_state, &w, 15000)) {
-        char *v = hget(id, "state");
-        fprintf(stderr, "# order %s is '%s', waited for '%s'\n", id, v, state);
-        free(v);
-        fail();
-    }
-}
-
 static int setup(void **state) {
     (void)state;
     fk_t_bin("workers/fakactl", g_bin, sizeof(g_bin));
@@ -251,16 +229,6 @@ static int flush(void **state) {
 static pid_t start_worker(const char *name) {
     const char *extra[] = {"--gateway=none", "--promote-ms=10", NULL};
     return fk_t_worker(&g_r, name, extra);
-}
-
-static void stop_worker(pid_t pid) {
-    kill(pid, SIGTERM);
-    int st = fk_t_wait(pid, 15000);
-    if (st < 0) {
-        kill(pid, SIGKILL);
-        fk_t_wait(pid, 5000);
-    }
-    assert_int_equal(st, 0);
 }
 
 /* ---- usage and reachability ------------------------------------------- */
@@ -436,7 +404,7 @@ static void t_submit_and_order(void **state) {
     EXPECT(0, NULL, "submit", "--order-id", "S1", "--sku", fk_t_sku(0), "--qty", "2",
            "--amount", "3000");
     pid_t w = start_worker("w1");
-    wait_state_is("S1", "completed");
+    assert_true(fk_t_wait_order(g_c, P, "S1", "completed", 15000));
     j = JSON(NULL, "order", "S1", "--json");
     assert_string_equal(jstr(j, "order_id"), "S1");
     const cJSON *rec = cJSON_GetObjectItemCaseSensitive(j, "record");
@@ -450,7 +418,7 @@ static void t_submit_and_order(void **state) {
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "completed (已完成)"));
     run_free(&r);
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
 }
 
 /* ---- retry --------------------------------------------------------------- */
@@ -461,7 +429,7 @@ static void t_retry(void **state) {
     const char *sku = fk_t_sku(1);
     /* out of stock: failed before any charge */
     EXPECT(0, NULL, "submit", "--order-id", "R1", "--sku", sku, "--qty", "3", "--amount", "1");
-    wait_state_is("R1", "failed");
+    assert_true(fk_t_wait_order(g_c, P, "R1", "failed", 15000));
     expect_field("R1", "reason", "out_of_stock");
     char *fence0 = hget("R1", "fence");
     /* still no stock: refused, nothing changes */
@@ -479,7 +447,7 @@ static void t_retry(void **state) {
     assert_true(atoll(jstr(j, "fence")) > atoll(fence0));
     cJSON_Delete(j);
     free(fence0);
-    wait_state_is("R1", "completed");
+    assert_true(fk_t_wait_order(g_c, P, "R1", "completed", 15000));
     expect_field("R1", "codes", "[\"k1\",\"k2\",\"k3\"]");
     expect_field("R1", "operator", "alice");
     expect_field("R1", "note", "restocked");
@@ -508,13 +476,13 @@ static void t_retry(void **state) {
            "--idempotency-key", "k-77");
     EXPECT(0, NULL, "submit", "--order-id", "R3", "--sku", sku, "--qty", "1", "--amount", "1",
            "--idempotency-key", "k-77");
-    wait_state_is("R3", "failed");
+    assert_true(fk_t_wait_order(g_c, P, "R3", "failed", 15000));
     expect_field("R3", "reason", "duplicate");
     r = ctl((const char *const[]){"retry", "R3", NULL});
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "duplicate"));
     run_free(&r);
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
 }
 
 /* ---- review --------------------------------------------------------------- */
@@ -525,12 +493,12 @@ static void make_review(const char *id, const char *sku, int qty) {
     char q[8];
     snprintf(q, sizeof(q), "%d", qty);
     EXPECT(0, NULL, "submit", "--order-id", id, "--sku", sku, "--qty", q, "--amount", "1");
-    wait_state_is(id, "failed");
+    assert_true(fk_t_wait_order(g_c, P, id, "failed", 15000));
     freeReplyObject(fk_t_cmd(g_c,
                              "XADD %s:orders * payment "
                              "{\"order_id\":\"%s\",\"status\":\"succeeded\",\"payment_id\":\"p-%s\"}",
                              P, id, id));
-    wait_state_is(id, "manual_review");
+    assert_true(fk_t_wait_order(g_c, P, id, "manual_review", 15000));
 }
 
 static void t_review(void **state) {
@@ -557,7 +525,7 @@ static void t_review(void **state) {
 
     /* fakactl on its own after FUNCTION FLUSH (no worker to load faka's
      * library first): it loads the library itself and repeats the call */
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
     freeReplyObject(fk_t_cmd(g_c, "FUNCTION FLUSH"));
     redisReply *fl = fk_t_cmd(g_c, "FUNCTION LIST");
     assert_int_equal((int)fl->elements, 0);
@@ -592,7 +560,7 @@ static void t_review(void **state) {
     /* processing: reserved again and re-queued; the worker sees the
      * succeeded payment and delivers */
     EXPECT(0, NULL, "review", "resolve", "V3", "--as", "processing");
-    wait_state_is("V3", "completed");
+    assert_true(fk_t_wait_order(g_c, P, "V3", "completed", 15000));
     expect_field("V3", "codes", "[\"v3\",\"v4\"]");
     char *audit = hget("V3", "audit");
     assert_non_null(strstr(audit, "\"operator\":\"tester\"")); /* $USER */
@@ -604,7 +572,7 @@ static void t_review(void **state) {
     assert_non_null(strstr(r.err, "not waiting for review"));
     run_free(&r);
     EXPECT(1, NULL, "review", "resolve", "NOPE", "--as", "failed");
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
 }
 
 /* ---- dead ---------------------------------------------------------------- */
@@ -838,8 +806,8 @@ static void t_workers_stats_top(void **state) {
     (void)qty;
     EXPECT(0, NULL, "submit", "--order-id", "WOOS", "--sku", "nothing", "--qty", "1",
            "--amount", "1");
-    wait_state_is("WOOS", "failed");
-    wait_state_is("W10", "completed");
+    assert_true(fk_t_wait_order(g_c, P, "WOOS", "failed", 15000));
+    assert_true(fk_t_wait_order(g_c, P, "W10", "completed", 15000));
     fk_t_sleep_ms(1200); /* a heartbeat */
     cJSON *j = JSON(NULL, "workers", "--json");
     assert_true(jnum(j, "alive") >= 1);
@@ -908,7 +876,7 @@ static void t_workers_stats_top(void **state) {
     assert_non_null(first);
     cJSON_Delete(first);
     run_free(&r);
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
 }
 
 /* ---- hostile contents ------------------------------------------------------ */

@@ -85,13 +85,7 @@ static int teardown(void **state) {
 
 /* SIGTERM (after SIGCONT, in case it is stopped): it must drain and exit 0. */
 static void stop_worker(pid_t *pid) {
-    kill(*pid, SIGCONT);
-    kill(*pid, SIGTERM);
-    int st = fk_t_wait(*pid, 15000);
-    if (st < 0) {
-        kill(*pid, SIGKILL);
-        fk_t_wait(*pid, 5000);
-    }
+    int st = fk_t_stop(*pid);
     *pid = 0;
     assert_int_equal(st, 0);
 }
@@ -110,18 +104,6 @@ static int hget_is(redisContext *c, const char *id, const char *field, const cha
     int ok = strcmp(s, want) == 0;
     free(s);
     return ok;
-}
-
-/* Lines of a log file that contain both needles. */
-static int log_count(const char *path, const char *a, const char *b) {
-    FILE *f = fopen(path, "r");
-    char line[8192];
-    int n = 0;
-    if (!f) return 0;
-    while (fgets(line, sizeof(line), f))
-        if (strstr(line, a) && (!b || strstr(line, b))) n++;
-    fclose(f);
-    return n;
 }
 
 #define NF 6
@@ -159,7 +141,7 @@ static int all_stale(void *arg) {
     for (int i = 0; i < NF; i++) {
         char needle[64];
         snprintf(needle, sizeof(needle), "order=%s ", f->ids[i]);
-        if (log_count(f->log, "event=order.stale", needle) < 1) return 0;
+        if (fk_t_log_count(f->log, "event=order.stale", needle) < 1) return 0;
     }
     return 1;
 }
@@ -350,7 +332,7 @@ static void test_stalled_worker_is_fenced(void **state) {
     }
     assert_true(all_stale(&f));
     fprintf(stderr, "# A's %d transitions on orders now held by B were refused (stale)\n",
-            log_count(f.log, "event=order.stale", NULL));
+            fk_t_log_count(f.log, "event=order.stale", NULL));
 
     /* 4. B resumes (the gateway answers at once now) and finishes. */
     fk_t_gateway_post(g, "/_faults", "{\"latency_ms\":0}");
@@ -592,7 +574,7 @@ static void test_paid_after_lease_lost(void **state) {
     assert_int_equal(charges, 1);
     char log[400];
     snprintf(log, sizeof(log), "%s/wP.log", r->dir);
-    assert_int_equal(log_count(log, "order.stale_paid", "L1"), 1);
+    assert_int_equal(fk_t_log_count(log, "order.stale_paid", "L1"), 1);
     stop_worker(&E.w[0]);
 }
 
@@ -654,7 +636,7 @@ static void test_late_reply_no_charge(void **state) {
         assert_true(fk_t_until(field_is, &fw, 15000));
         fk_t_ledger_key(g, id, &charges, &posts);
         assert_int_equal(charges, 1);
-        int late = log_count(log, "charge.late", id);
+        int late = fk_t_log_count(log, "charge.late", id);
         fprintf(stderr, "# %s: %s, charge.late lines %d, posts %lld\n", id,
                 hit ? "reply read late" : "missed (no late reply)", late, posts);
         if (hit) {

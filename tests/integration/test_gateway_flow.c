@@ -101,17 +101,6 @@ static void script(fleet *f, const char *key, const char *outcomes) {
     fk_t_gateway_post(&f->g, "/_script", body);
 }
 
-static void expect(redisContext *c, const char *id, const char *state, const char *reason) {
-    redisReply *r = fk_t_cmd(c, "HMGET %s:order:%s state reason", P, id);
-    const char *st = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "(none)";
-    const char *re = r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "";
-    if (strcmp(st, state) != 0 || strcmp(re, reason) != 0)
-        fprintf(stderr, "order %s: want %s/%s, got %s/%s\n", id, state, reason, st, re);
-    assert_string_equal(st, state);
-    assert_string_equal(re, reason);
-    freeReplyObject(r);
-}
-
 static void expect_ledger(fleet *f, const char *key, long long charges, long long posts) {
     long long c = 0, p = 0;
     fk_t_ledger_key(&f->g, key, &c, &p);
@@ -161,7 +150,7 @@ static void test_scripted_outcomes(void **state) {
     waitarg wa = {f.c, (long long)n};
     assert_true(fk_t_until(all_final, &wa, 60000));
     for (size_t i = 0; i < n; i++) {
-        expect(f.c, cases[i].id, cases[i].state, cases[i].reason);
+        assert_true(fk_t_order_is(f.c, P, cases[i].id, cases[i].state, cases[i].reason));
         expect_ledger(&f, cases[i].id, cases[i].charges, cases[i].posts);
     }
     assert_int_equal(fk_t_ledger_num(&f.g, "double_charges"), 0);
@@ -206,7 +195,7 @@ static void test_payment_entries(void **state) {
         if (ok) break;
         fk_t_sleep_ms(50);
     }
-    expect(f.c, "P1", "pending_payment", "");
+    assert_true(fk_t_order_is(f.c, P, "P1", "pending_payment", ""));
     long long before = fk_t_int(f.c, "LLEN %s:stock:wow-60d", P);
     const char *pay1 = "{\"order_id\":\"P1\",\"status\":\"succeeded\",\"payment_id\":\"pay-1\"}";
     freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * payment %s", P, pay1));
@@ -220,10 +209,10 @@ static void test_payment_entries(void **state) {
     submit(f.c, "P3", "steam-100", 1, "");
     waitarg wa = {f.c, 4};
     assert_true(fk_t_until(all_final, &wa, 20000));
-    expect(f.c, "P1", "completed", "");
-    expect(f.c, "P2", "failed", "payment_declined");
-    expect(f.c, "P3", "completed", "");
-    expect(f.c, "P4", "failed", "payment_declined");
+    assert_true(fk_t_order_is(f.c, P, "P1", "completed", ""));
+    assert_true(fk_t_order_is(f.c, P, "P2", "failed", "payment_declined"));
+    assert_true(fk_t_order_is(f.c, P, "P3", "completed", ""));
+    assert_true(fk_t_order_is(f.c, P, "P4", "failed", "payment_declined"));
     redisReply *r = fk_t_cmd(f.c, "HMGET %s:order:P1 payment_id codes", P);
     assert_string_equal(r->element[0]->str, "pay-1");
     freeReplyObject(r);
@@ -236,7 +225,7 @@ static void test_payment_entries(void **state) {
                              "{\"order_id\":\"P4\",\"status\":\"succeeded\",\"payment_id\":\"late\"}"));
     waitarg wr = {f.c, 5};
     assert_true(fk_t_until(all_final, &wr, 20000));
-    expect(f.c, "P4", "manual_review", "late_payment");
+    assert_true(fk_t_order_is(f.c, P, "P4", "manual_review", "late_payment"));
     assert_true(fk_t_int(f.c, "ZSCORE %s:review P4", P) > 0);
     fleet_stop(&f);
 }
@@ -365,19 +354,6 @@ static void test_outage(void **state) {
     fleet_stop(&f);
 }
 
-typedef struct wait_state {
-    redisContext *c;
-    const char *id, *state;
-} wait_state;
-
-static int state_is(void *arg) {
-    wait_state *w = arg;
-    redisReply *r = fk_t_cmd(w->c, "HGET %s:order:%s state", P, w->id);
-    int ok = r->type == REDIS_REPLY_STRING && strcmp(r->str, w->state) == 0;
-    freeReplyObject(r);
-    return ok;
-}
-
 /* An operator's retry of a declined order (fakactl retry: failed ->
  * processing, the record keeps charge=declined) asks the gateway before
  * charging: the answer is the decline again and no second charge request
@@ -391,7 +367,7 @@ static void test_retry_declined_asks_first(void **state) {
     submit(f.c, "G_rd", fk_t_sku(0), 1, "b@x");
     waitarg wa = {f.c, 1};
     assert_true(fk_t_until(all_final, &wa, 30000));
-    expect(f.c, "G_rd", "failed", "payment_declined");
+    assert_true(fk_t_order_is(f.c, P, "G_rd", "failed", "payment_declined"));
     char out[4096];
     const char *args[] = {"--redis-url", f.r.url, "retry", "G_rd", NULL};
     int st = fk_t_run("workers/fakactl", args, out, sizeof(out));
@@ -399,7 +375,7 @@ static void test_retry_declined_asks_first(void **state) {
     assert_int_equal(st, 0);
     wa.want = 2; /* failed again (the retry reopened it) */
     assert_true(fk_t_until(all_final, &wa, 30000));
-    expect(f.c, "G_rd", "failed", "payment_declined");
+    assert_true(fk_t_order_is(f.c, P, "G_rd", "failed", "payment_declined"));
     expect_ledger(&f, "G_rd", 0, 1);
     /* a decline the shop reported (a payment entry) while the charge was
      * pending at the gateway, which then settled as paid: the retry drops
@@ -407,19 +383,16 @@ static void test_retry_declined_asks_first(void **state) {
     fk_t_gateway_post(&f.g, "/_faults", "{\"pending_ms\":1500}");
     script(&f, "G_sd", "[\"pending\"]");
     submit(f.c, "G_sd", fk_t_sku(1), 1, "b@x");
-    wait_state ws = {f.c, "G_sd", "pending_payment"};
-    assert_true(fk_t_until(state_is, &ws, 30000));
+    assert_true(fk_t_wait_order(f.c, P, "G_sd", "pending_payment", 30000));
     freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * payment %s", P,
                              "{\"order_id\":\"G_sd\",\"status\":\"declined\"}"));
-    ws.state = "failed";
-    assert_true(fk_t_until(state_is, &ws, 30000));
+    assert_true(fk_t_wait_order(f.c, P, "G_sd", "failed", 30000));
     fk_t_sleep_ms(1600); /* the charge settles: succeeded */
     const char *args2[] = {"--redis-url", f.r.url, "retry", "G_sd", NULL};
     st = fk_t_run("workers/fakactl", args2, out, sizeof(out));
     if (st != 0) fprintf(stderr, "fakactl retry: %d: %s\n", st, out);
     assert_int_equal(st, 0);
-    ws.state = "completed";
-    assert_true(fk_t_until(state_is, &ws, 30000));
+    assert_true(fk_t_wait_order(f.c, P, "G_sd", "completed", 30000));
     expect_ledger(&f, "G_sd", 1, 1);
     fleet_stop(&f);
 }
@@ -439,14 +412,14 @@ static void test_gateway_conflict(void **state) {
                              "\"sku\":\"wow-60d\",\"qty\":1,\"amount\":100}"));
     waitarg wa = {f.c, 1};
     assert_true(fk_t_until(all_final, &wa, 30000));
-    expect(f.c, "C1", "completed", "");
+    assert_true(fk_t_order_is(f.c, P, "C1", "completed", ""));
     freeReplyObject(fk_t_cmd(f.c, "DEL %s:idem:chk-9", P)); /* a day later */
     freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * order %s", P,
                              "{\"order_id\":\"C2\",\"idempotency_key\":\"chk-9\","
                              "\"sku\":\"wow-60d\",\"qty\":1,\"amount\":5000}"));
     wa.want = 2;
     assert_true(fk_t_until(all_final, &wa, 30000));
-    expect(f.c, "C2", "manual_review", "payment_unknown");
+    assert_true(fk_t_order_is(f.c, P, "C2", "manual_review", "payment_unknown"));
     redisReply *r = fk_t_cmd(f.c, "HGET %s:order:C2 charge", P);
     assert_string_equal(r->str, "conflict");
     freeReplyObject(r);
@@ -456,11 +429,11 @@ static void test_gateway_conflict(void **state) {
     int st = fk_t_run("workers/fakactl", args, out, sizeof(out));
     assert_int_not_equal(st, 0);
     assert_non_null(strstr(out, "409"));
-    expect(f.c, "C2", "manual_review", "payment_unknown");
+    assert_true(fk_t_order_is(f.c, P, "C2", "manual_review", "payment_unknown"));
     const char *fail_args[] = {"--redis-url", f.r.url, "review", "resolve", "C2", "--as",
                                "failed", NULL};
     assert_int_equal(fk_t_run("workers/fakactl", fail_args, out, sizeof(out)), 0);
-    expect(f.c, "C2", "failed", "operator");
+    assert_true(fk_t_order_is(f.c, P, "C2", "failed", "operator"));
     expect_ledger(&f, "chk-9", 1, -1);
     fleet_stop(&f);
 }

@@ -126,27 +126,6 @@ static void order_field(redisContext *c, const char *id, const char *field, char
     freeReplyObject(r);
 }
 
-typedef struct state_wait {
-    redisContext *c;
-    const char *id, *state;
-} state_wait;
-
-static int state_is(void *arg) {
-    state_wait *w = arg;
-    char st[32];
-    order_field(w->c, w->id, "state", st, sizeof(st));
-    return strcmp(st, w->state) == 0;
-}
-
-static void wait_state(redisContext *c, const char *id, const char *state) {
-    state_wait w = {c, id, state};
-    if (!fk_t_until(state_is, &w, 20000)) {
-        char st[32];
-        order_field(c, id, "state", st, sizeof(st));
-        fail_msg("order %s is '%s', waited for '%s'", id, st, state);
-    }
-}
-
 /* ---- the breaker in a gateway outage ------------------------------------- */
 
 static void t_breaker_outage(void **state) {
@@ -247,7 +226,7 @@ static void t_stubborn_clicker(void **state) {
         snprintf(body, sizeof(body), "{\"key\":\"%s\",\"outcomes\":[\"decline\"]}", id);
         fk_t_gateway_post(&f.g, "/_script", body);
         submit(f.c, id, sku, "clicker@x");
-        wait_state(f.c, id, "failed");
+        assert_true(fk_t_wait_order(f.c, P, id, "failed", 20000));
     }
     long long t_blocked = fk_t_now_ms();
     char reason[64], msg[256];
@@ -255,7 +234,7 @@ static void t_stubborn_clicker(void **state) {
     assert_string_equal(reason, "payment_declined");
     /* the fourth click: refused before the gateway is asked */
     submit(f.c, "K4", sku, "clicker@x");
-    wait_state(f.c, "K4", "failed");
+    assert_true(fk_t_wait_order(f.c, P, "K4", "failed", 20000));
     order_field(f.c, "K4", "reason", reason, sizeof(reason));
     order_field(f.c, "K4", "message", msg, sizeof(msg));
     fprintf(stderr, "#   K4: %s: \"%s\"\n", reason, msg);
@@ -266,12 +245,12 @@ static void t_stubborn_clicker(void **state) {
     assert_true(posts <= 0);
     /* another buyer is served meanwhile */
     submit(f.c, "N1", sku, "patient@x");
-    wait_state(f.c, "N1", "completed");
+    assert_true(fk_t_wait_order(f.c, P, "N1", "completed", 20000));
     /* after the cooldown the clicker is served again */
     long long wait = 3000 - (fk_t_now_ms() - t_blocked) + 200;
     if (wait > 0) fk_t_sleep_ms(wait);
     submit(f.c, "K5", sku, "clicker@x");
-    wait_state(f.c, "K5", "completed");
+    assert_true(fk_t_wait_order(f.c, P, "K5", "completed", 20000));
     assert_int_equal(fk_t_stat(f.c, P, "reason:rate_limited"), 1);
     fleet_stop(&f);
 }
@@ -335,7 +314,7 @@ static void t_sent_order_behind_open_breaker(void **state) {
     assert_int_equal(posts, 1);
     assert_true(deferred >= 1);
     /* half-open: the probe asks, finds the charge, and delivers */
-    wait_state(f.c, "Z1", "completed");
+    assert_true(fk_t_wait_order(f.c, P, "Z1", "completed", 20000));
     fk_t_ledger_key(&f.g, "Z1", &charges, &posts);
     assert_int_equal(posts, 1);
     assert_int_equal(charges, 1);

@@ -83,18 +83,6 @@ static void reapers_start(fx *f, const char *gateway, const char *const extra[])
     f->reaper[1] = reaper(f, "reaper2", gateway, extra);
 }
 
-/* SIGTERM: a reaper drains and exits 0. */
-static void stop_proc(pid_t pid) {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    int st = fk_t_wait(pid, 15000);
-    if (st < 0) {
-        kill(pid, SIGKILL);
-        fk_t_wait(pid, 5000);
-    }
-    assert_int_equal(st, 0);
-}
-
 /* Each reaper's closing tally (its "reaper.stop" log line). */
 static void print_stop_lines(const fx *f) {
     for (int i = 1; i <= 2; i++) {
@@ -112,7 +100,7 @@ static void print_stop_lines(const fx *f) {
 
 static void reapers_stop(fx *f) {
     for (int i = 0; i < 2; i++) {
-        stop_proc(f->reaper[i]);
+        assert_int_equal(fk_t_stop(f->reaper[i]), 0);
         f->reaper[i] = 0;
     }
 }
@@ -193,17 +181,6 @@ static void gateway_charge(const fx *f, const char *key, const char *outcome, in
 }
 
 static long long ledger_gets(const fx *f) { return fk_t_ledger_num(&f->g, "gets"); }
-
-static void expect(redisContext *c, const char *id, const char *state, const char *reason) {
-    redisReply *r = fk_t_cmd(c, "HMGET %s:order:%s state reason", P, id);
-    const char *st = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "(none)";
-    const char *re = r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "";
-    if (strcmp(st, state) != 0 || strcmp(re, reason) != 0)
-        fprintf(stderr, "order %s: want %s/%s, got %s/%s\n", id, state, reason, st, re);
-    assert_string_equal(st, state);
-    assert_string_equal(re, reason);
-    freeReplyObject(r);
-}
 
 /* The codes an order holds in field ("codes" or "resv"), as stored. */
 static int field_is(redisContext *c, const char *id, const char *field, const char *want) {
@@ -340,25 +317,25 @@ static void test_settle_paths(void **state) {
         case Z_SHOPPAID:
         case Z_KNOWNPAID:
         case U_PAID:
-            expect(f.c, id, "completed", "");
+            assert_true(fk_t_order_is(f.c, P, id, "completed", ""));
             assert_true(field_is(f.c, id, "resv", NULL));
             break;
         case Z_NOCHARGE:
         case Z_NEVER:
-            expect(f.c, id, "expired", "processing_timeout");
+            assert_true(fk_t_order_is(f.c, P, id, "expired", "processing_timeout"));
             assert_true(field_is(f.c, id, "resv", NULL));
             break;
         case Z_DECLINED:
-            expect(f.c, id, "failed", "payment_declined");
+            assert_true(fk_t_order_is(f.c, P, id, "failed", "payment_declined"));
             assert_true(field_is(f.c, id, "resv", NULL));
             break;
         case Z_PENDING:
         case U_UNPAID:
-            expect(f.c, id, "expired", "unpaid_timeout");
+            assert_true(fk_t_order_is(f.c, P, id, "expired", "unpaid_timeout"));
             assert_true(field_is(f.c, id, "resv", NULL));
             break;
         case U_NORESV:
-            expect(f.c, id, "manual_review", "payment_unknown");
+            assert_true(fk_t_order_is(f.c, P, id, "manual_review", "payment_unknown"));
             assert_true(fk_t_int(f.c, "ZSCORE %s:review %s", P, id) > 0);
             break;
         }
@@ -444,7 +421,7 @@ static void test_stalled_reaper(void **state) {
     for (int k = 1; k <= n; k++) {
         char id[16];
         snprintf(id, sizeof(id), "S%d", k);
-        expect(f.c, id, "completed", "");
+        assert_true(fk_t_order_is(f.c, P, id, "completed", ""));
         char *by = field_dup(f.c, id, "settled_by");
         assert_string_equal(by, "reaper2");
         free(by);
@@ -507,10 +484,10 @@ static void test_drain(void **state) {
     for (int k = 9; k <= 12; k++) {
         char id[16];
         snprintf(id, sizeof(id), "T%d", k);
-        expect(f.c, id, "completed", "");
+        assert_true(fk_t_order_is(f.c, P, id, "completed", ""));
         assert_true(fk_t_int(f.c, "HGET %s:order:%s fence", P, id) >= 3);
     }
-    stop_proc(r3);
+    assert_int_equal(fk_t_stop(r3), 0);
     fx_stop(&f);
 }
 
@@ -538,7 +515,7 @@ static void test_unknown_and_no_gateway(void **state) {
     for (int k = 1; k <= 7; k++) {
         char id[16];
         snprintf(id, sizeof(id), "Q%d", k);
-        expect(f.c, id, "manual_review", "payment_unknown");
+        assert_true(fk_t_order_is(f.c, P, id, "manual_review", "payment_unknown"));
         assert_true(fk_t_int(f.c, "ZSCORE %s:review %s", P, id) > 0);
         char *resv = field_dup(f.c, id, "resv");
         assert_true(strlen(resv) > 2); /* kept for the human: deliver or release */
@@ -555,10 +532,10 @@ static void test_unknown_and_no_gateway(void **state) {
     zombie(f.c, "N3", "pending_payment", "pending", "psn-50", 1, 1, "");
     zombie(f.c, "N4", "processing", "unknown", "psn-50", 1, 1, "succeeded");
     assert_true(fk_t_until(active_empty, &wa, 20000));
-    expect(f.c, "N1", "manual_review", "payment_unknown");
-    expect(f.c, "N2", "expired", "processing_timeout");
-    expect(f.c, "N3", "expired", "unpaid_timeout");
-    expect(f.c, "N4", "completed", "");
+    assert_true(fk_t_order_is(f.c, P, "N1", "manual_review", "payment_unknown"));
+    assert_true(fk_t_order_is(f.c, P, "N2", "expired", "processing_timeout"));
+    assert_true(fk_t_order_is(f.c, P, "N3", "expired", "unpaid_timeout"));
+    assert_true(fk_t_order_is(f.c, P, "N4", "completed", ""));
     assert_int_equal(fk_t_stat(f.c, P, "manual_review"), 8);
     assert_int_equal(fk_t_stat(f.c, P, "expired"), 2);
     fk_t_audit a;
@@ -594,22 +571,22 @@ static void test_late_payment(void **state) {
                              "{\"order_id\":\"L1\",\"sku\":\"wow-60d\",\"qty\":2,\"amount\":3000}"));
     waitarg wa = {f.c, 1};
     assert_true(fk_t_until(finals_reach, &wa, 20000));
-    expect(f.c, "L1", "expired", "unpaid_timeout");
+    assert_true(fk_t_order_is(f.c, P, "L1", "expired", "unpaid_timeout"));
     assert_int_equal(fk_t_int(f.c, "LLEN %s:stock:wow-60d", P), 10);
     /* the buyer pays now; the shop relays it */
     freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * payment %s", P,
                              "{\"order_id\":\"L1\",\"status\":\"succeeded\",\"payment_id\":\"late-1\"}"));
     waitarg wr = {f.c, 2};
     assert_true(fk_t_until(finals_reach, &wr, 20000));
-    expect(f.c, "L1", "manual_review", "late_payment");
+    assert_true(fk_t_order_is(f.c, P, "L1", "manual_review", "late_payment"));
     assert_true(fk_t_int(f.c, "ZSCORE %s:review L1", P) > 0);
     assert_true(field_is(f.c, "L1", "codes", NULL));
     assert_true(field_is(f.c, "L1", "payment_id", "late-1"));
     fk_t_sleep_ms(500); /* the reapers must not touch it any more */
-    expect(f.c, "L1", "manual_review", "late_payment");
+    assert_true(fk_t_order_is(f.c, P, "L1", "manual_review", "late_payment"));
     assert_int_equal(fk_t_int(f.c, "LLEN %s:stock:wow-60d", P), 10);
     assert_int_equal(fk_t_int(f.c, "ZCARD %s:active", P), 0);
-    stop_proc(w);
+    assert_int_equal(fk_t_stop(w), 0);
     reapers_stop(&f);
     fx_stop(&f);
 }
@@ -754,7 +731,7 @@ static void test_poison_and_consumers(void **state) {
     assert_true(consumer_exists(f.c, "w1"));
     assert_true(fk_t_int(f.c, "ZSCORE %s:workers w1", P) > 0);
     /* stopped: its heartbeat goes stale, it holds nothing: removed */
-    stop_proc(w);
+    assert_int_equal(fk_t_stop(w), 0);
     gone_arg gw = {f.c, "w1"};
     assert_true(fk_t_until(consumer_gone, &gw, 8000));
     assert_true(fk_t_int(f.c, "ZSCORE %s:workers w1", P) < 0);
@@ -860,7 +837,7 @@ static void test_trim(void **state) {
     wait_first(c, 11);
     assert_int_equal(xlen(c, P), 1);
     assert_int_equal(xlen(c, "nogroup"), 2);
-    stop_proc(r3);
+    assert_int_equal(fk_t_stop(r3), 0);
     reapers_stop(&f);
     /* --stream-trim 0: kept */
     for (int k = 0; k < 3; k++) freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order t%d", P, k));
@@ -874,7 +851,7 @@ static void test_trim(void **state) {
     pid_t r4 = reaper(&f, "reaper4", NULL, keep);
     fk_t_sleep_ms(600);
     assert_int_equal(xlen(c, P), 4);
-    stop_proc(r4);
+    assert_int_equal(fk_t_stop(r4), 0);
     fx_stop(&f);
 }
 
@@ -975,7 +952,7 @@ static void test_recovery_time(void **state) {
     /* the dead worker's consumer holds nothing now and goes */
     gone_arg ga = {f.c, "wa"};
     assert_true(fk_t_until(consumer_gone, &ga, 10000));
-    stop_proc(b);
+    assert_int_equal(fk_t_stop(b), 0);
     reapers_stop(&f);
     fx_stop(&f);
 }

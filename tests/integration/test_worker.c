@@ -47,16 +47,6 @@ static int stat_reaches(void *arg) {
     return fk_t_stat(w->c, P, w->field) >= w->want;
 }
 
-static void stop_worker(pid_t pid) {
-    kill(pid, SIGTERM);
-    int st = fk_t_wait(pid, 15000);
-    if (st < 0) {
-        kill(pid, SIGKILL);
-        fk_t_wait(pid, 5000);
-    }
-    assert_int_equal(st, 0);
-}
-
 /* N orders (default 2000, FK_T_ORDERS to change) through two workers. */
 static void test_orders_complete(void **state) {
     (void)state;
@@ -86,8 +76,8 @@ static void test_orders_complete(void **state) {
     redisReply *x = fk_t_cmd(c, "XPENDING %s:orders workers", P);
     assert_int_equal(x->element[0]->integer, 0);
     freeReplyObject(x);
-    stop_worker(w1);
-    stop_worker(w2);
+    assert_int_equal(fk_t_stop(w1), 0);
+    assert_int_equal(fk_t_stop(w2), 0);
     redisFree(c);
     fk_t_redis_stop(&r);
 }
@@ -149,8 +139,8 @@ static void test_garbage_mixed(void **state) {
     redisReply *x = fk_t_cmd(c, "XPENDING %s:orders workers", P);
     assert_int_equal(x->element[0]->integer, 0);
     freeReplyObject(x);
-    stop_worker(w1);
-    stop_worker(w2);
+    assert_int_equal(fk_t_stop(w1), 0);
+    assert_int_equal(fk_t_stop(w2), 0);
     redisFree(c);
     fk_t_redis_stop(&r);
 }
@@ -235,7 +225,7 @@ static void test_idempotency(void **state) {
     assert_string_equal(x->element[2]->str, "D7");
     freeReplyObject(x);
     assert_int_equal(fk_t_int(c, "LLEN %s:stock:wow-60d", P), 2); /* D7's one code only */
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
     redisFree(c);
     fk_t_redis_stop(&r);
 }
@@ -261,22 +251,9 @@ static void test_group_after_oom(void **state) {
     waitarg wa = {c, 1, NULL};
     assert_true(fk_t_until(all_final, &wa, 10000));
     assert_true(order_state_is(c, "M1", "completed"));
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
     redisFree(c);
     fk_t_redis_stop(&r);
-}
-
-/* Lines of the worker log file that contain needle. */
-static int log_lines_with(const fk_t_redis *r, const char *name, const char *needle) {
-    char path[512], line[4096];
-    snprintf(path, sizeof(path), "%s/%s.log", r->dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        if (strstr(line, needle)) n++;
-    fclose(f);
-    return n;
 }
 
 /* The stream key replaced by a string: every read fails with WRONGTYPE.
@@ -293,7 +270,9 @@ static void test_read_error(void **state) {
     freeReplyObject(fk_t_cmd(c, "DEL %s:orders", P));
     freeReplyObject(fk_t_cmd(c, "SET %s:orders not-a-stream", P));
     fk_t_sleep_ms(3000);
-    int lines = log_lines_with(&r, "w1", "XREADGROUP failed");
+    char log[400];
+    snprintf(log, sizeof(log), "%s/w1.log", r.dir);
+    int lines = fk_t_log_count(log, "XREADGROUP failed", NULL);
     fprintf(stderr, "# %d XREADGROUP lines in 3 s\n", lines);
     assert_true(lines >= 1 && lines <= 5);
     freeReplyObject(fk_t_cmd(c, "DEL %s:orders", P));
@@ -304,7 +283,7 @@ static void test_read_error(void **state) {
     waitarg wa = {c, 1, NULL};
     assert_true(fk_t_until(all_final, &wa, 10000));
     assert_true(order_state_is(c, "E1", "completed"));
-    stop_worker(w);
+    assert_int_equal(fk_t_stop(w), 0);
     redisFree(c);
     fk_t_redis_stop(&r);
 }
@@ -319,8 +298,10 @@ static void test_durability_warning(void **state) {
         fk_t_redis_start(&r, aof);
         pid_t w = fk_t_worker(&r, "w1", NULL);
         fk_t_sleep_ms(1500);
-        stop_worker(w);
-        int lines = log_lines_with(&r, "w1", "redis.durability");
+        assert_int_equal(fk_t_stop(w), 0);
+        char log[400];
+        snprintf(log, sizeof(log), "%s/w1.log", r.dir);
+        int lines = fk_t_log_count(log, "redis.durability", NULL);
         fprintf(stderr, "# appendonly %s: %d redis.durability lines\n", aof ? "yes" : "no",
                 lines);
         assert_int_equal(lines, aof ? 0 : 1);
@@ -375,8 +356,8 @@ static void test_redis_restart(void **state) {
     assert_int_equal(fk_t_stat(c, P, "completed"), n); /* none completed twice */
     assert_int_equal(kill(w1, 0), 0);
     assert_int_equal(kill(w2, 0), 0);
-    stop_worker(w1);
-    stop_worker(w2);
+    assert_int_equal(fk_t_stop(w1), 0);
+    assert_int_equal(fk_t_stop(w2), 0);
     redisFree(c);
     fk_t_redis_stop(&r);
 }

@@ -251,3 +251,47 @@ void fk_t_audit_print(const char *title, const fk_t_audit *a) {
             a->processing, a->pending_payment, a->codes_delivered, a->reserved, a->stock_left,
             a->dup_codes, a->qty_mismatch);
 }
+
+/* HMGET state reason of one order into st/re ("(none)" / "" when absent). */
+static void order_state(redisContext *c, const char *prefix, const char *id, char *st,
+                        size_t stlen, char *re, size_t relen) {
+    redisReply *r = fk_t_cmd(c, "HMGET %s:order:%s state reason", prefix, id);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) fk_t_fail("HMGET: unexpected reply");
+    snprintf(st, stlen, "%s", r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str
+                                                                         : "(none)");
+    snprintf(re, relen, "%s", r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str
+                                                                         : "");
+    freeReplyObject(r);
+}
+
+int fk_t_order_is(redisContext *c, const char *prefix, const char *id, const char *state,
+                  const char *reason) {
+    char st[64], re[64];
+    order_state(c, prefix, id, st, sizeof(st), re, sizeof(re));
+    if (strcmp(st, state) == 0 && strcmp(re, reason) == 0) return 1;
+    fprintf(stderr, "# order %s: want %s/%s, got %s/%s\n", id, state, reason, st, re);
+    return 0;
+}
+
+typedef struct order_wait {
+    redisContext *c;
+    const char *prefix, *id, *state;
+} order_wait;
+
+static int order_in_state(void *arg) {
+    const order_wait *w = arg;
+    char st[64], re[64];
+    order_state(w->c, w->prefix, w->id, st, sizeof(st), re, sizeof(re));
+    return strcmp(st, w->state) == 0;
+}
+
+int fk_t_wait_order(redisContext *c, const char *prefix, const char *id, const char *state,
+                    long timeout_ms) {
+    order_wait w = {c, prefix, id, state};
+    if (fk_t_until(order_in_state, &w, timeout_ms)) return 1;
+    char st[64], re[64];
+    order_state(c, prefix, id, st, sizeof(st), re, sizeof(re));
+    fprintf(stderr, "# order %s is %s/%s after %ld ms, waited for %s\n", id, st, re, timeout_ms,
+            state);
+    return 0;
+}

@@ -45,6 +45,17 @@ void fk_t_audit_run(redisContext *c, const char *prefix, const char *idp, long l
 /* Print an audit as a table to stderr. */
 void fk_t_audit_print(const char *title, const fk_t_audit *a);
 
+/* 1 if order id under prefix has this state and reason ("" = no reason
+ * field); else 0, after saying on stderr what it has instead. For
+ * assert_true(), so that a mismatch is a test failure with a reason. */
+int fk_t_order_is(redisContext *c, const char *prefix, const char *id, const char *state,
+                  const char *reason);
+
+/* Wait up to timeout_ms for order id under prefix to reach state: 1 if it
+ * did; else 0, after saying on stderr which state it is in. */
+int fk_t_wait_order(redisContext *c, const char *prefix, const char *id, const char *state,
+                    long timeout_ms);
+
 /* stats hash field as a number (0 if absent). */
 long long fk_t_stat(redisContext *c, const char *prefix, const char *field);
 

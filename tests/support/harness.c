@@ -295,6 +295,29 @@ int fk_t_run(const char *rel, const char *const args[], char *out, size_t outlen
     return st;
 }
 
+int fk_t_stop(pid_t pid) {
+    if (pid <= 0) return 0;
+    kill(pid, SIGCONT);
+    kill(pid, SIGTERM);
+    int st = fk_t_wait(pid, 15000);
+    if (st < 0) {
+        kill(pid, SIGKILL);
+        fk_t_wait(pid, 5000);
+    }
+    return st;
+}
+
+int fk_t_log_count(const char *path, const char *a, const char *b) {
+    FILE *f = fopen(path, "r");
+    char line[8192];
+    int n = 0;
+    if (!f) return -1;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, a) && (!b || strstr(line, b))) n++;
+    fclose(f);
+    return n;
+}
+
 pid_t fk_t_worker(const fk_t_redis *r, const char *name, const char *const extra[]) {
     char bin[512], log[300], url[160], id[80];
     fk_t_bin("workers/faka-worker", bin, sizeof(bin));

@@ -69,6 +69,15 @@ int fk_t_wait(pid_t pid, long timeout_ms);
  * command lines and configuration. */
 int fk_t_run(const char *rel, const char *const args[], char *out, size_t outlen);
 
+/* Stop a fleet process: SIGCONT (it may be stopped), SIGTERM, and wait up
+ * to 15 s for it to drain; SIGKILL it if it does not. Returns its exit
+ * status, or -1 if it had to be killed. pid <= 0 is a no-op returning 0. */
+int fk_t_stop(pid_t pid);
+
+/* Lines of the file at path that contain a and, unless b is NULL, b too;
+ * -1 if the file cannot be opened. For reading a process's log. */
+int fk_t_log_count(const char *path, const char *a, const char *b);
+
 /* Start a faka-worker against r with extra args (NULL-terminated, may be
  * NULL). Its log is <dir>/<name>.log. */
 pid_t fk_t_worker(const fk_t_redis *r, const char *name, const char *const extra[]);
