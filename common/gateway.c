@@ -285,6 +285,9 @@ static int key_valid(const char *k) {
     size_t n = strlen(k);
     if (n == 0 || n > GW_KEY_MAX)
         return 0;
+    /* {gateway}/charges/.. would be resolved to {gateway}/ on the way */
+    if (strcmp(k, ".") == 0 || strcmp(k, "..") == 0)
+        return 0;
     for (const unsigned char *p = (const unsigned char *)k; *p; p++)
         if (*p < 0x20 || *p == 0x7f)
             return 0;

@@ -673,11 +673,20 @@ range:
     return -1;
 }
 
+/* "." and ".." are path segments that HTTP clients and servers resolve
+ * away: GET {gateway}/charges/.. is GET {gateway}/, whose 404 would be
+ * taken as "no charge for this key". Neither an order id nor an
+ * idempotency key may be one. */
+static int dot_segment(const char *s, size_t n)
+{
+    return (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.');
+}
+
 static int valid_order_id(const char *s, size_t n)
 {
     size_t i;
 
-    if (n < 1 || n > FK_ORDER_ID_MAX)
+    if (n < 1 || n > FK_ORDER_ID_MAX || dot_segment(s, n))
         return 0;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -731,7 +740,8 @@ static int order_id_field(struct dec *d, size_t i, char *id)
     }
     if (!valid_order_id(s, n)) {
         set_err(d->err, d->errlen,
-                "order_id must be 1 to %d characters of A-Z a-z 0-9 _ . : -", FK_ORDER_ID_MAX);
+                "order_id must be 1 to %d characters of A-Z a-z 0-9 _ . : -, and not . or ..",
+                FK_ORDER_ID_MAX);
         return -1;
     }
     memcpy(id, s, n);
@@ -845,9 +855,10 @@ int fk_order_decode(const char *raw, size_t len, fk_order *out, char *err, size_
     if (r == 0) {
         memcpy(o.idem_key, o.order_id, sizeof o.order_id);
     } else {
-        if (n < 1 || n > FK_IDEM_KEY_MAX || !visible_ascii(s, n)) {
+        if (n < 1 || n > FK_IDEM_KEY_MAX || !visible_ascii(s, n) || dot_segment(s, n)) {
             set_err(err, errlen,
-                    "idempotency_key must be 1 to %d characters of visible ASCII (0x21-0x7e)",
+                    "idempotency_key must be 1 to %d characters of visible ASCII (0x21-0x7e),"
+                    " and not . or ..",
                     FK_IDEM_KEY_MAX);
             goto done;
         }

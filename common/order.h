@@ -82,7 +82,7 @@ int fk_order_decode(const char *raw, size_t len, fk_order *out, char *err, size_
 int fk_payment_decode(const char *raw, size_t len, fk_payment *out, char *err, size_t errlen, char *id_out);
 
 /* 1 if the NUL-terminated s is a valid order id (1 to FK_ORDER_ID_MAX bytes
- * of [A-Za-z0-9_.:-]), else 0. s may be NULL (0). For ids that come from
+ * of [A-Za-z0-9_.:-], not "." or ".."), else 0. s may be NULL (0). For ids that come from
  * anywhere but a decoded entry: retry entries, idempotency-key owners. */
 int fk_order_id_valid(const char *s);
 

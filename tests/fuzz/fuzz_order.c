@@ -50,8 +50,10 @@ static void check_order(const fk_order *o)
     CHECK(n >= 1 && n <= FK_ORDER_ID_MAX);
     CHECK(strspn(o->order_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                               "0123456789_.:-") == n);
+    CHECK(strcmp(o->order_id, ".") != 0 && strcmp(o->order_id, "..") != 0);
     n = strlen(o->idem_key);
     CHECK(n >= 1 && n <= FK_IDEM_KEY_MAX && visible_ascii(o->idem_key));
+    CHECK(strcmp(o->idem_key, ".") != 0 && strcmp(o->idem_key, "..") != 0);
     n = strlen(o->sku);
     CHECK(n >= 1 && fk_utf8_valid(o->sku, n) && fk_utf8_count(o->sku, n) <= FK_SKU_MAX_CHARS);
     CHECK(no_controls(o->sku));

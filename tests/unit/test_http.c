@@ -1091,6 +1091,12 @@ static void test_gateway_e2e(void **state) {
     fk_charge_req bad3 = {"k", "A1", NULL, NULL, -1};
     assert_int_equal(fk_gateway_charge(gw, &bad3, gw_cb, &g), FK_EINVAL);
     assert_int_equal(fk_gateway_query(gw, NULL, gw_cb, &g), FK_EINVAL);
+    /* dot segments: GET /charges/.. would reach GET / */
+    assert_int_equal(fk_gateway_query(gw, "..", gw_cb, &g), FK_EINVAL);
+    assert_int_equal(fk_gateway_query(gw, ".", gw_cb, &g), FK_EINVAL);
+    fk_charge_req bad4 = {"..", "A1", NULL, NULL, 1};
+    assert_int_equal(fk_gateway_charge(gw, &bad4, gw_cb, &g), FK_EINVAL);
+    assert_int_equal(g.calls, 5);
     fk_gateway_free(gw);
 
     /* a gateway that never answers: unknown outcome */

@@ -192,6 +192,11 @@ static void t_order_id(void **state)
     BAD(J("\"A\\n\"", D_SKU, D_QTY, D_AMT, NULL), "order_id");
     BAD(J("\"订单1\"", D_SKU, D_QTY, D_AMT, NULL), "order_id");
     BAD(J("\"A{1}\"", D_SKU, D_QTY, D_AMT, NULL), "order_id");   /* no hash-tag braces */
+    /* dot segments: GET /charges/.. would be GET / */
+    BAD(J("\".\"", D_SKU, D_QTY, D_AMT, NULL), "not . or ..");
+    BAD(J("\"..\"", D_SKU, D_QTY, D_AMT, NULL), "not . or ..");
+    OK(J("\"...\"", D_SKU, D_QTY, D_AMT, NULL));
+    OK(J("\".a\"", D_SKU, D_QTY, D_AMT, NULL));
     BAD(J("1001", D_SKU, D_QTY, D_AMT, NULL), "order_id must be a string, not a number");
     BAD(J("null", D_SKU, D_QTY, D_AMT, NULL), "order_id must be a string, not null");
     BAD(J("[\"A1\"]", D_SKU, D_QTY, D_AMT, NULL), "order_id must be a string, not an array");
@@ -232,6 +237,10 @@ static void t_idem_key(void **state)
     BAD(WITH(M("idempotency_key", "\"a\\u007fb\"")), "idempotency_key");
     BAD(WITH(M("idempotency_key", "\"\x7f\"")), "idempotency_key");
     BAD(WITH(M("idempotency_key", "\"ключ\"")), "idempotency_key");
+    BAD(WITH(M("idempotency_key", "\".\"")), "not . or ..");
+    BAD(WITH(M("idempotency_key", "\"..\"")), "not . or ..");
+    OK(WITH(M("idempotency_key", "\"...\"")));
+    OK(WITH(M("idempotency_key", "\"./..\"")));
     BAD(WITH(M("idempotency_key", "null")), "idempotency_key must be a string, not null");
     BAD(WITH(M("idempotency_key", "77")), "idempotency_key must be a string, not a number");
     BAD(WITH(M("idempotency_key", "{}")), "idempotency_key must be a string, not an object");
@@ -1041,6 +1050,8 @@ static void t_order_id_valid(void **state)
     (void)state;
     assert_true(fk_order_id_valid("A1001"));
     assert_true(fk_order_id_valid("AZaz09_.:-"));
+    assert_false(fk_order_id_valid("."));
+    assert_false(fk_order_id_valid(".."));
     memset(id, 'a', sizeof id);
     id[64] = '\0';
     assert_true(fk_order_id_valid(id));
