@@ -301,9 +301,11 @@ static void on_query(void *arg, const fk_gw_result *res) {
     j->queried = 1;
     if (j->state == FK_ST_PENDING_PAYMENT) {
         const fk_config *cfg = j->ctx->cfg;
-        if (res->outcome == FK_GW_PAID || res->outcome == FK_GW_DECLINED) {
+        if (res->outcome == FK_GW_PAID || res->outcome == FK_GW_DECLINED ||
+            res->outcome == FK_GW_RISK) {
             /* pending_payment -> processing first; the outcome follows in
-             * after_transition (the table has no direct hop). */
+             * after_transition (the table has no direct hop). A risk
+             * rejection, outside the GET contract, is a refusal too. */
             snprintf(j->pay_status, sizeof(j->pay_status), "%s",
                      res->outcome == FK_GW_PAID ? "succeeded" : "declined");
             if (res->payment_id[0])
@@ -335,6 +337,10 @@ static void on_query(void *arg, const fk_gw_result *res) {
         return;
     case FK_GW_DECLINED:
         fail(j, FK_R_PAYMENT_DECLINED, res->detail, "declined");
+        return;
+    case FK_GW_RISK:
+        /* not in the GET contract, but as plain a refusal as the POST's 403 */
+        fail(j, FK_R_RISK_REJECTED, res->detail, "declined");
         return;
     case FK_GW_NOT_FOUND: {
         /* Proof that no charge exists for our key: charging is safe. */

@@ -234,8 +234,10 @@ static void on_query(void *arg, const fk_gw_result *res) {
         expire(s, "absent");
         return;
     case FK_GW_DECLINED:
-    case FK_GW_RISK:
         go(s, FK_ST_FAILED, FK_R_PAYMENT_DECLINED, res->detail, "L", 0, "declined", NULL);
+        return;
+    case FK_GW_RISK:
+        go(s, FK_ST_FAILED, FK_R_RISK_REJECTED, res->detail, "L", 0, "declined", NULL);
         return;
     case FK_GW_PENDING:
         /* the buyer still has to act: wait for the payment TTL, polled by

@@ -377,6 +377,24 @@ static void test_retry_declined_asks_first(void **state) {
     assert_true(fk_t_until(all_final, &wa, 30000));
     assert_true(fk_t_order_is(f.c, P, "G_rd", "failed", "payment_declined"));
     expect_ledger(&f, "G_rd", 0, 1);
+    /* the same for a risk rejection, with a gateway whose status query
+     * says risk_rejected (outside the GET contract): a refusal, not an
+     * unknown outcome to retry and send to review */
+    fk_t_gateway_post(&f.g, "/_faults", "{\"risk_on_get\":true}");
+    script(&f, "G_rk", "[\"risk\",\"ok\"]");
+    submit(f.c, "G_rk", fk_t_sku(0), 1, "b2@x");
+    wa.want = 3;
+    assert_true(fk_t_until(all_final, &wa, 30000));
+    assert_true(fk_t_order_is(f.c, P, "G_rk", "failed", "risk_rejected"));
+    const char *args3[] = {"--redis-url", f.r.url, "retry", "G_rk", NULL};
+    st = fk_t_run("workers/fakactl", args3, out, sizeof(out));
+    if (st != 0) fprintf(stderr, "fakactl retry: %d: %s\n", st, out);
+    assert_int_equal(st, 0);
+    wa.want = 4;
+    assert_true(fk_t_until(all_final, &wa, 30000));
+    assert_true(fk_t_order_is(f.c, P, "G_rk", "failed", "risk_rejected"));
+    expect_ledger(&f, "G_rk", 0, 1);
+    fk_t_gateway_post(&f.g, "/_faults", "{\"risk_on_get\":false}");
     /* a decline the shop reported (a payment entry) while the charge was
      * pending at the gateway, which then settled as paid: the retry drops
      * the report and asks the gateway, and the order completes */

@@ -236,6 +236,8 @@ enum kind {
     U_PAID,      /* pending_payment, paid by now: processing -> completed */
     U_UNPAID,    /* pending_payment, still pending: expired/unpaid_timeout */
     U_NORESV,    /* pending_payment, paid, but no reservation: manual_review */
+    Z_RISK,      /* processing, charge=sent, risk-rejected, and the status query says
+                    so (outside the GET contract): failed/risk_rejected */
     K__COUNT
 };
 
@@ -251,7 +253,8 @@ static void test_settle_paths(void **state) {
     fx f;
     fx_start(&f);
     long long stock = fk_t_load_stock(f.c, P, 100);
-    fk_t_gateway_post(&f.g, "/_faults", "{\"pending_ms\":600000,\"latency_ms\":50}");
+    fk_t_gateway_post(&f.g, "/_faults",
+                      "{\"pending_ms\":600000,\"latency_ms\":50,\"risk_on_get\":true}");
     int n = K__COUNT * PER_KIND;
     char id[32];
     for (int k = 0; k < n; k++) {
@@ -261,6 +264,8 @@ static void test_settle_paths(void **state) {
             gateway_charge(&f, id, "ok", 1500 * qty);
         else if (kind == Z_DECLINED)
             gateway_charge(&f, id, "decline", 1500 * qty);
+        else if (kind == Z_RISK)
+            gateway_charge(&f, id, "risk", 1500 * qty);
         else if (kind == Z_PENDING || kind == U_UNPAID)
             gateway_charge(&f, id, "pending", 1500 * qty);
     }
@@ -282,6 +287,7 @@ static void test_settle_paths(void **state) {
         case Z_PAID:
         case Z_NOCHARGE:
         case Z_DECLINED:
+        case Z_RISK:
             write_zombie(f.c, id, "processing", "sent", sku, qty, resv[k], "");
             break;
         case Z_PENDING:
@@ -329,6 +335,10 @@ static void test_settle_paths(void **state) {
             assert_true(fk_t_order_is(f.c, P, id, "failed", "payment_declined"));
             assert_true(field_is(f.c, id, "resv", NULL));
             break;
+        case Z_RISK:
+            assert_true(fk_t_order_is(f.c, P, id, "failed", "risk_rejected"));
+            assert_true(field_is(f.c, id, "resv", NULL));
+            break;
         case Z_PENDING:
         case U_UNPAID:
             assert_true(fk_t_order_is(f.c, P, id, "expired", "unpaid_timeout"));
@@ -349,7 +359,7 @@ static void test_settle_paths(void **state) {
     /* exactly once each */
     assert_int_equal(fk_t_stat(f.c, P, "completed"), 4 * PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "expired"), 4 * PER_KIND);
-    assert_int_equal(fk_t_stat(f.c, P, "failed"), PER_KIND);
+    assert_int_equal(fk_t_stat(f.c, P, "failed"), 2 * PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "manual_review"), PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "reason:processing_timeout"), 2 * PER_KIND);
     assert_int_equal(fk_t_stat(f.c, P, "reason:unpaid_timeout"), 2 * PER_KIND);
@@ -359,7 +369,7 @@ static void test_settle_paths(void **state) {
     long long asked = ledger_gets(&f) - gets0;
     fprintf(stderr, "# %d orders settled by two racing reapers; %lld gateway queries\n", n,
             asked);
-    assert_int_equal(asked, PER_KIND * (1 + 1 + 1 + 2 + 1 + 1 + 1));
+    assert_int_equal(asked, PER_KIND * (1 + 1 + 1 + 2 + 1 + 1 + 1 + 1));
     fk_t_audit a;
     fk_t_audit_run(f.c, P, "Z", 1, n, &a);
     fk_t_audit_print("settling paths, two reapers", &a);

@@ -540,6 +540,7 @@ struct faults {
     uint64_t pending_ms;
     int pending_then_declined;
     int faults_on_get;
+    int risk_on_get;               /* GET reads a risk rejection as such */
     double p_webhook_fail;
     uint64_t webhook_latency_ms;
     uint64_t webhook_max_skew_ms;  /* 0: timestamps are not checked */
@@ -574,6 +575,7 @@ static const struct fdesc {
     { "pending_ms",          FT_MS,   offsetof(struct faults, pending_ms) },
     { "pending_then",        FT_THEN, offsetof(struct faults, pending_then_declined) },
     { "faults_on_get",       FT_BOOL, offsetof(struct faults, faults_on_get) },
+    { "risk_on_get",         FT_BOOL, offsetof(struct faults, risk_on_get) },
     { "p_webhook_fail",      FT_PROB, offsetof(struct faults, p_webhook_fail) },
     { "webhook_latency_ms",  FT_MS,   offsetof(struct faults, webhook_latency_ms) },
     { "webhook_max_skew_ms", FT_MS,   offsetof(struct faults, webhook_max_skew_ms) },
@@ -1624,7 +1626,9 @@ static uint64_t gw_get(struct conn *c, const char *raw, size_t rawlen)
         break;
     case CS_RISK:
     case CS_NONE:
-        sb_puts(b, "declined\",\"reason\":\"risk_score\"}");
+        sb_puts(b, ch->status == CS_RISK && mg.faults.risk_on_get ? "risk_rejected\""
+                                                                   : "declined\"");
+        sb_puts(b, ",\"reason\":\"risk_score\"}");
         break;
     }
     reply(c, 200, "application/json", NULL, b->p, b->len);
