@@ -3,6 +3,7 @@
 #include "scripts.h"
 #include "err.h"
 #include "log.h"
+#include "order.h"
 #include "state.h"
 
 #include <assert.h>
@@ -123,7 +124,8 @@ static void put_lua_str(buf *b, const char *s) {
 /* The prelude: constants from state.h, so Lua never spells a state itself,
  * the buyer's sentences (FK_MSG by state, FK_RMSG by reason: "%s" marks
  * the detail, see lib.lua fk_reason_text), and the charge states asked
- * about first (FK_ASK_FIRST). */
+ * about first (FK_ASK_FIRST), and the largest qty an order may have
+ * (FK_QTY_MAX, order.h), for records read back. */
 static void put_prelude(buf *b) {
     put_str(b, "-- generated from common/state.h at start; see common/scripts.c\nlocal FK_ST = {");
 #define FK_ST_LUA(sym, name, zh, msg) put_fmt(b, "%s='%s',", #sym + 6, name);
@@ -148,7 +150,7 @@ static void put_prelude(buf *b) {
 #define FK_ASK_LUA(name) put_str(b, #name "=true,");
     FK_CHARGE_ASK_FIRST(FK_ASK_LUA)
 #undef FK_ASK_LUA
-    put_str(b, "}\n");
+    put_fmt(b, "}\nlocal FK_QTY_MAX = %d\n", FK_QTY_MAX);
 }
 
 /* The whole library with hash part h. The shebang must be the first line

@@ -40,6 +40,28 @@ local function fk_count(stats, minute, field, n)
   fk_minute(minute, field, n)
 end
 
+-- Whether s is an integer HINCRBY would take (and Lua holds exactly: at
+-- most 15 characters): a count or fence computed here in place of an
+-- HINCRBY is refused where HINCRBY would have refused it.
+local function fk_is_int(s)
+  return #s <= 15 and string.find(s, '^%-?%d+$') ~= nil
+end
+
+-- A reservation or delivery as a record holds it (a JSON list of at most
+-- FK_QTY_MAX code strings), decoded; nil for anything else, e.g. a value
+-- edited by hand, which must not be pushed into a stock list.
+local function fk_codes(s)
+  local ok, v = pcall(cjson.decode, s)
+  if not ok or type(v) ~= 'table' or #v > FK_QTY_MAX then return nil end
+  local n = 0
+  for _, c in pairs(v) do
+    if type(c) ~= 'string' then return nil end
+    n = n + 1
+  end
+  if n ~= #v then return nil end -- an object, or a list with holes
+  return v
+end
+
 -- Reserve qty codes (qty_s: the same count as the string Redis is sent)
 -- from the head of a stock list, all or none. LPOP takes what there is, up
 -- to qty: one command on the hot path where LLEN + LPOP were two. A
@@ -57,12 +79,6 @@ local function fk_reserve(skey, qty_s, qty)
   return got
 end
 
--- Whether s is an integer HINCRBY would take (and Lua holds exactly: at
--- most 15 characters): a count or fence computed here in place of an
--- HINCRBY is refused where HINCRBY would have refused it.
-local function fk_is_int(s)
-  return #s <= 15 and string.find(s, '^%-?%d+$') ~= nil
-end
 
 -- An order reached a final state: count it (totals, failures by reason,
 -- retry-count distribution, retry duration), drop its lease, and let a

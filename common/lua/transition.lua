@@ -77,10 +77,26 @@ end
 if op.F and h[2] and not fk_is_int(h[2]) then
   return redis.error_reply('ERR order ' .. oid .. ': fence is not an integer')
 end
+-- S and L read the record's qty and resv: a value edited by hand is
+-- refused before anything is written (a qty of 20000 once took a SKU's
+-- whole stock, which LPUSH could not give back in one unpack)
+local qty = 0
+if op.S and not h[3] then
+  qty = h[4] and fk_is_int(h[4]) and tonumber(h[4]) or 0
+  if qty < 1 or qty > FK_QTY_MAX then
+    return redis.error_reply('ERR order ' .. oid .. ': qty is not an integer from 1 to ' ..
+      FK_QTY_MAX)
+  end
+end
+local held = nil
+if op.L and h[3] then
+  held = fk_codes(h[3])
+  if not held then
+    return redis.error_reply('ERR order ' .. oid .. ': resv is not a JSON list of codes')
+  end
+end
 local took = false
 if op.S and not h[3] then
-  local qty = tonumber(h[4] or '0') or 0
-  if qty < 1 then return {'nostock', redis.call('LLEN', skey)} end
   local got, avail = fk_reserve(skey, h[4], qty)
   if not got then return {'nostock', avail} end
   h[3] = cjson.encode(got)
@@ -92,9 +108,8 @@ if op.D then
   hs[#hs + 1] = h[3]
   hd = hd or {}
   hd[#hd + 1] = 'resv'
-elseif op.L and h[3] then
-  local codes = cjson.decode(h[3])
-  if #codes > 0 then redis.call('RPUSH', skey, unpack(codes)) end
+elseif held then
+  if #held > 0 then redis.call('RPUSH', skey, unpack(held)) end
   hd = hd or {}
   hd[#hd + 1] = 'resv'
 elseif took then

@@ -883,6 +883,25 @@ static void t_transition_release(void **state) {
             .reason = "risk_rejected", .ops = "L"};
     assert_string_equal(transition(&u), "['ok','1']");
     assert_string_equal(stock(), "['c9','c1','c2']");
+
+    /* a reservation edited into something that is no list of codes is not
+     * pushed into the stock: refused before anything is written */
+    const char *bad[] = {"garbage", "{\"a\":\"c1\"}", "[1,2]", "[\"c1\",[\"c2\"]]", "\"c1\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        seed_order("A3", "processing", "1", bad[i]);
+        tr v = {.oid = "A3", .fence = "1", .from = "processing", .to = "failed",
+                .reason = "risk_rejected", .ops = "L"};
+        char *before = snapshot();
+        assert_non_null(strstr(transition(&v), "resv is not a JSON list of codes"));
+        assert_unchanged(before);
+    }
+    /* an empty list is nothing to give back */
+    seed_order("A4", "processing", "1", "[]");
+    tr w = {.oid = "A4", .fence = "1", .from = "processing", .to = "failed",
+            .reason = "risk_rejected", .ops = "L"};
+    assert_string_equal(transition(&w), "['ok','1']");
+    assert_string_equal(hget("A4", "resv"), "nil");
+    assert_string_equal(stock(), "['c9','c1','c2']");
 }
 
 /* S: reserve qty codes when the order holds none, all or none. A shortfall
@@ -919,6 +938,17 @@ static void t_transition_reserve(void **state) {
     before = snapshot();
     assert_non_null(strstr(transition(&f), "fence is not an integer"));
     assert_unchanged(before);
+    /* a qty edited by hand: refused before S takes a code. 20000 once
+     * emptied the list, as the shortfall's push-back could not unpack it */
+    const char *qty[] = {"20000", "101", "0", "-1", "1e1", "0x2", " 2", "2.0", "nan", ""};
+    for (size_t i = 0; i < sizeof(qty) / sizeof(*qty); i++) {
+        seed_order("A3", "failed", "1", NULL);
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s qty %s", okey("A3"), qty[i]));
+        tr g = {.oid = "A3", .fence = "1", .from = "failed", .to = "processing", .ops = "SFQ"};
+        before = snapshot();
+        assert_non_null(strstr(transition(&g), "qty is not an integer from 1 to 100"));
+        assert_unchanged(before);
+    }
 }
 
 static void t_transition_deliver(void **state) {
