@@ -11,7 +11,12 @@
 --       9 dead stream max length, 10 extra history ('' = none)
 -- Returns {'dead'} | {'gone'} (no longer pending: someone settled it)
 local stream, dead, stats, minute, okey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if ARGV[2] ~= '' and fk_ack(stream, ARGV[1], ARGV[2]) == 0 then return {'gone'} end
+-- The dead-stream XADD, which fails on a key of another type, comes before
+-- the acknowledgement: Lua does not roll back, and an entry acknowledged
+-- but not dead-lettered would be lost while the log says it stays pending.
+if ARGV[2] ~= '' and #redis.call('XPENDING', stream, ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
+  return {'gone'}
+end
 local fields = {'raw', ARGV[3], 'error', ARGV[4], 'source_id', ARGV[2], 'kind', ARGV[5],
   'order_id', ARGV[6]}
 if ARGV[10] ~= '' then
@@ -19,6 +24,7 @@ if ARGV[10] ~= '' then
   fields[#fields + 1] = ARGV[10]
 end
 redis.call('XADD', dead, 'MAXLEN', '~', ARGV[9], '*', unpack(fields))
+fk_ack(stream, ARGV[1], ARGV[2])
 fk_count(stats, minute, 'dead', 1)
 if okey and redis.call('EXISTS', okey) == 0 then
   local now = fk_now()

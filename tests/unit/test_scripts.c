@@ -1276,6 +1276,21 @@ static void t_dead(void **state) {
     assert_string_equal(dead(id, "A1", "x", 1), "['gone']");
     assert_unchanged(before);
 
+    /* a dead stream of another type: an error, and the entry stays pending
+     * with nothing written (it was acknowledged first, and so lost) */
+    pending_entry(id, sizeof(id), "order", "{\"order_id\":\"W1\",\"qty\":0}");
+    freeReplyObject(fk_t_cmd(g_c, "SET %s oops", g_k.dead));
+    before = snapshot();
+    assert_non_null(strstr(dead(id, "W1", "x", 0), "WRONGTYPE"));
+    assert_unchanged(before);
+    assert_int_equal(pending_count(), 1);
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.dead));
+    assert_string_equal(dead(id, "W1", "x", 0), "['dead']");
+    assert_int_equal(pending_count(), 0);
+    assert_int_equal(stat_of("dead"), 2);
+    freeReplyObject(fk_t_cmd(g_c, "XTRIM %s MAXLEN 1", g_k.dead));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s dead 1", g_k.stats));
+
     /* an entry id that never existed is not pending either */
     before = snapshot();
     assert_string_equal(dead("999999999-0", "A9", "x", 1), "['gone']");
