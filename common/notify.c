@@ -85,6 +85,11 @@ static void on_done(fk_redis *r, redisReply *reply, void *arg) {
             fk_log(strcmp(st, "notify_failed") == 0 ? FK_LOG_ERROR : FK_LOG_INFO, "notify.result",
                    s->order_id, "webhook %s after %lld attempts", st,
                    reply->element[1]->integer);
+    } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+        /* not recorded: the order stays claimed and is sent again once the
+         * claim runs out */
+        fk_warn("notify.result", s->order_id, "recording the webhook outcome failed: %s",
+                reply->str);
     }
     drop_send(s);
 }

@@ -1398,6 +1398,21 @@ static void t_notify_done(void **state) {
     assert_string_equal(notify_done_("N2", "fail"), "['notify_failed',3]");
     assert_string_equal(hget("N2", "notify"), "'notify_failed'");
     assert_string_equal(q("ZSCORE %s N2", g_k.notify), "nil");
+    /* a count edited into garbage starts again from 0; the outcome is
+     * recorded all the same (an HINCRBY on it failed before `notified` was
+     * written, and the shop got the webhook again and again) */
+    const char *bad[] = {"x", "1e3", "-5", "0x10", "9999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s state completed notify pending notify_attempts %s",
+                                 okey("N3"), bad[i]));
+        freeReplyObject(fk_t_cmd(g_c, "ZADD %s 1 N3", g_k.notify));
+        assert_string_equal(notify_done_("N3", "ok"), "['notified',1]");
+        assert_string_equal(hget("N3", "notify"), "'notified'");
+        assert_string_equal(q("ZSCORE %s N3", g_k.notify), "nil");
+    }
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s notify pending notify_attempts x", okey("N3")));
+    assert_string_equal(notify_done_("N3", "fail"), "['retry',1]");
+    assert_string_equal(hget("N3", "notify_attempts"), "'1'");
 }
 
 /* ---- payment.lua ------------------------------------------------------------ */
