@@ -12,6 +12,11 @@
 --   failed|expired -> manual_review/late_payment (succeeded too late)
 --   manual_review: no transition; the outcome is recorded on the record
 --   no record yet: the payment is kept on a stub that accept.lua merges.
+-- A success is never overwritten by a decline: callbacks arrive in any
+-- order (a buyer's failed first try, then the one that paid), and a stale
+-- decline must not tell a charged buyer "you have not been charged". A
+-- decline for an order the gateway or the shop already said was paid
+-- (pay_status=succeeded, or charge=paid) changes nothing.
 -- KEYS: 1 order hash, 2 orders stream, 3 stock list, 4 stats, 5 stats
 --       minute, 6 review zset, 7 notify zset, 8 retry zset, 9 active zset,
 --       [10 the buyer's cooldown hash: a decline counts against the buyer]
@@ -25,9 +30,15 @@
 local okey, stream, skey, stats, minute, vkey, nkey, rkey, akey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local group, entry, oid, status, pid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local h = redis.call('HMGET', okey, 'state', 'resv')
+local h = redis.call('HMGET', okey, 'state', 'resv', 'pay_status', 'charge')
 local st = h[1]
 local now = fk_now()
+local paid_before = h[3] == 'succeeded' or h[4] == 'paid'
+
+if status ~= 'succeeded' and paid_before then
+  fk_ack(stream, group, entry)
+  return {'noop', st or 'none'}
+end
 
 if not st then
   redis.call('HSET', okey, 'pay_status', status, 'payment_id', pid)
@@ -43,9 +54,9 @@ if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
   -- its deadline still stands (the reaper settles it), the entry pending.
   local codes
   if status ~= 'succeeded' and h[2] then
-    local ok, c = pcall(cjson.decode, h[2])
-    if not ok or type(c) ~= 'table' then
-      return redis.error_reply('ERR order ' .. oid .. ': resv is not a JSON array of codes')
+    local c = fk_codes(h[2])
+    if not c then
+      return redis.error_reply('ERR order ' .. oid .. ': resv is not a JSON list of codes')
     end
     local t = redis.call('TYPE', skey).ok
     if t ~= 'list' and t ~= 'none' then

@@ -1444,7 +1444,7 @@ static void t_payment(void **state) {
     seed_order("P1", "processing", "1", "not json");
     freeReplyObject(fk_t_cmd(g_c, "ZADD %s 5 P1", g_k.active));
     char *before = snapshot();
-    assert_non_null(strstr(payment_(id, "P1", "declined", ""), "resv is not a JSON array"));
+    assert_non_null(strstr(payment_(id, "P1", "declined", ""), "resv is not a JSON list of codes"));
     assert_unchanged(before);
     seed_order("P2", "processing", "1", "[\"c1\"]");
     fk_key_stock(&g_k, "sku1", g_skey, sizeof(g_skey));
@@ -1467,6 +1467,41 @@ static void t_payment(void **state) {
     assert_string_equal(hget("P3", "payment_id"), "'pay-7'");
     assert_string_equal(hget("P3", "resv"), "'[\"c2\"]'");
     assert_int_equal(pending_count(), 0);
+
+    /* a decline after a success, in any state, changes nothing: callbacks
+     * come in any order, and a stale decline must not tell a charged buyer
+     * that they were not charged */
+    pending_entry(id, sizeof(id), "payment", "{}");
+    assert_string_equal(payment_(id, "P3", "declined", "pay-old"), "['noop','manual_review']");
+    assert_int_equal(pending_count(), 0);
+    assert_string_equal(hget("P3", "pay_status"), "'succeeded'");
+    assert_string_equal(hget("P3", "payment_id"), "'pay-7'");
+    /* a stub: the success stays for accept.lua to merge */
+    pending_entry(id, sizeof(id), "payment", "{}");
+    assert_string_equal(payment_(id, "P4", "succeeded", "pay-2"), "['stub']");
+    pending_entry(id, sizeof(id), "payment", "{}");
+    assert_string_equal(payment_(id, "P4", "declined", "pay-1"), "['noop','none']");
+    assert_string_equal(hget("P4", "pay_status"), "'succeeded'");
+    assert_string_equal(hget("P4", "payment_id"), "'pay-2'");
+    /* processing, and the gateway said paid (charge=paid): the codes stay
+     * held for the delivery under way, the fence is not bumped */
+    seed_order("P5", "processing", "3", "[\"c5\"]");
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s charge paid", okey("P5")));
+    pending_entry(id, sizeof(id), "payment", "{}");
+    assert_string_equal(payment_(id, "P5", "declined", ""), "['noop','processing']");
+    assert_string_equal(hget("P5", "state"), "'processing'");
+    assert_string_equal(hget("P5", "fence"), "'3'");
+    assert_string_equal(hget("P5", "resv"), "'[\"c5\"]'");
+    assert_int_equal(pending_count(), 0);
+    /* processing with a merged success (pay_status=succeeded): the same */
+    seed_order("P6", "processing", "3", "[\"c6\"]");
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s pay_status succeeded charge sent", okey("P6")));
+    pending_entry(id, sizeof(id), "payment", "{}");
+    assert_string_equal(payment_(id, "P6", "declined", ""), "['noop','processing']");
+    assert_string_equal(hget("P6", "resv"), "'[\"c6\"]'");
+    /* a success still completes it */
+    pending_entry(id, sizeof(id), "payment", "{}");
+    assert_string_equal(payment_(id, "P5", "succeeded", "pay-5"), "['completed','[\"c5\"]']");
 }
 
 static void load_stock(const char *sku, int n) {
