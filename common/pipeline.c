@@ -18,6 +18,7 @@
 #include "guard.h"
 #include "guard_local.h"
 #include "log.h"
+#include "payment.h"
 #include "scripts.h"
 #include "transition.h"
 
@@ -478,9 +479,11 @@ static void after_transition(fk_job *j, redisReply *reply, fk_state to, int post
     const char *st;
     if (reply_status(j, reply, "transition", &st)) return;
     if (strcmp(st, "stale") == 0) {
-        if (to == FK_ST_COMPLETED && j->ctx->gateway && strcmp(j->charge, "paid") == 0) {
+        if (j->ctx->gateway && strcmp(j->charge, "paid") == 0) {
             /* The gateway took the money, but the order moved on without
-             * us meanwhile (our lease ran out). The payment must not be
+             * us meanwhile (our lease ran out, or a shop's decline came
+             * first: the delivery, or a paid poll's hop out of
+             * pending_payment, is stale). The payment must not be
              * lost: record it as the shop's payment entry would, so the
              * order completes if it is still processing, or goes to
              * manual_review/late_payment if it was settled meanwhile. */
@@ -831,46 +834,11 @@ static void on_payment(fk_redis *r, redisReply *reply, void *arg) {
 static void payment(fk_job *j, const fk_payment *p, const char *skey, const char *ckey,
                     const char *entry) {
     const fk_ctx *c = j->ctx;
-    char okey[FK_KEY_MAX], minute[160], mdecl[256], mlate[256], mnoresv[256];
-    fk_key_order(c->keys, p->order_id, okey, sizeof(okey));
-    fk_key_stats_minute(c->keys, fk_now_ms(), minute, sizeof(minute));
-    fk_reason_message(FK_R_PAYMENT_DECLINED, NULL, mdecl, sizeof(mdecl));
-    fk_reason_message(FK_R_LATE_PAYMENT, NULL, mlate, sizeof(mlate));
-    fk_reason_message(FK_R_PAYMENT_UNKNOWN, NULL, mnoresv, sizeof(mnoresv));
     snprintf(j->pay_status, sizeof(j->pay_status), "%s",
              p->status == FK_PAY_SUCCEEDED ? "succeeded" : "declined");
-    fk_args a;
-    fk_args_init(&a);
-    fk_args_str(&a, okey);
-    fk_args_str(&a, c->keys->stream);
-    fk_args_str(&a, skey);
-    fk_args_str(&a, c->keys->stats);
-    fk_args_str(&a, minute);
-    fk_args_str(&a, c->keys->review);
-    fk_args_str(&a, c->keys->notify);
-    fk_args_str(&a, c->keys->retry);
-    fk_args_str(&a, c->keys->active);
-    int nkeys = 9;
-    if (ckey[0]) {
-        fk_args_str(&a, ckey);
-        nkeys = 10;
-    }
-    fk_args_str(&a, c->keys->group);
-    fk_args_str(&a, entry);
-    fk_args_str(&a, p->order_id);
-    fk_args_str(&a, j->pay_status);
-    fk_args_str(&a, p->payment_id);
-    fk_args_ll(&a, c->cfg->payment_ttl_s);
-    fk_args_ll(&a, c->cfg->retention_s);
-    fk_args_str(&a, fk_state_message(FK_ST_COMPLETED));
-    fk_args_str(&a, mdecl);
-    fk_args_str(&a, mlate);
-    fk_args_str(&a, c->notify ? "1" : "0");
-    fk_args_str(&a, mnoresv);
-    fk_args_ll(&a, c->cfg->buyer_cool_failures);
-    fk_args_ll(&a, c->cfg->buyer_cool_window_s);
-    fk_args_ll(&a, c->cfg->buyer_cool_s);
-    int rc = fk_script_call(c->redis, FK_LUA_PAYMENT, nkeys, &a, on_payment, j);
+    fk_pay_rec rec = {p->order_id, j->pay_status, p->payment_id, skey, ckey, entry,
+                      c->notify ? 1 : 0};
+    int rc = fk_payment_record(c->redis, c->cfg, c->keys, &rec, on_payment, j);
     if (rc) send_failed(j, rc, "payment");
 }
 

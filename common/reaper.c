@@ -9,6 +9,7 @@
 #include "keys.h"
 #include "log.h"
 #include "order.h"
+#include "payment.h"
 #include "redis.h"
 #include "scripts.h"
 #include "state.h"
@@ -41,6 +42,7 @@ typedef struct settle {
     char payment_id[FK_PAYMENT_ID_MAX + 1];
     int has_resv;
     int probe;        /* the guard let our query through as a half-open probe */
+    int paid;         /* the transition in flight records charge=paid */
 } settle;
 
 struct fk_reaper {
@@ -113,6 +115,36 @@ static void abandon(settle *s, const char *what, int rc) {
 
 static void deliver(settle *s);
 
+static void on_paid_recorded(fk_redis *r, redisReply *reply, void *arg) {
+    settle *s = arg;
+    (void)r;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_STRING)
+        fk_info("reaper.stale_paid", s->order_id, "payment recorded: %s",
+                reply->element[0]->str);
+    else
+        fk_error("reaper.stale_paid", s->order_id, "recording the payment failed: %s",
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+    settle_end(s);
+}
+
+/* The gateway said paid, but the order moved on without us (a shop's
+ * decline, an operator, another reaper after our lease ran out): the money
+ * must not be lost. Record it as the shop's payment entry would, as the
+ * worker does (order.stale_paid): the order completes if it still can, or
+ * goes to manual_review/late_payment. */
+static void record_paid(settle *s, const char *now_state) {
+    fk_reaper *rp = s->rp;
+    char skey[FK_KEY_MAX];
+    fk_warn("reaper.stale_paid", s->order_id,
+            "order moved on (now %s) after the gateway said paid; recording the payment",
+            now_state);
+    fk_key_stock(&rp->keys, s->sku, skey, sizeof(skey));
+    fk_pay_rec p = {s->order_id, "succeeded", s->payment_id, skey, "", "", rp->notify};
+    int rc = fk_payment_record(rp->cmd, &rp->cfg, &rp->keys, &p, on_paid_recorded, s);
+    if (rc) abandon(s, "payment not recorded", rc);
+}
+
 static void on_transition(fk_redis *r, redisReply *reply, void *arg) {
     settle *s = arg;
     fk_reaper *rp = s->rp;
@@ -125,12 +157,17 @@ static void on_transition(fk_redis *r, redisReply *reply, void *arg) {
     int rc = fk_transition_result(reply, err, sizeof(err));
     if (rc == FK_TR_STALE) {
         /* someone else (a payment entry, another reaper after our lease
-         * ran out, an operator) moved the order on: theirs stands */
-        fk_info("reaper.stale", s->order_id, "order moved on (now %s); leaving it",
-                reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING
-                    ? reply->element[1]->str
-                    : "?");
+         * ran out, an operator) moved the order on: theirs stands, but a
+         * payment the gateway confirmed to us is recorded */
+        const char *now = reply->elements > 1 && reply->element[1]->type == REDIS_REPLY_STRING
+                              ? reply->element[1]->str
+                              : "?";
         rp->n_stale++;
+        if (s->paid) {
+            record_paid(s, now);
+            return;
+        }
+        fk_info("reaper.stale", s->order_id, "order moved on (now %s); leaving it", now);
         settle_end(s);
         return;
     }
@@ -173,6 +210,7 @@ static void go(settle *s, fk_state to, fk_reason reason, const char *detail, con
                fk_state_is_final(to) ? "settled_by" : NULL, rp->cfg.worker_id, NULL, NULL};
     fk_tr_order o = {s->order_id, s->sku, s->buyer, s->fence, NULL};
     s->to = to;
+    s->paid = charge && strcmp(charge, "paid") == 0;
     int rc = fk_transition(rp->cmd, &rp->cfg, &rp->keys, &o, &t, on_transition, s);
     if (rc) abandon(s, "transition not sent", rc);
 }

@@ -601,6 +601,54 @@ static void test_late_payment(void **state) {
     fx_stop(&f);
 }
 
+typedef struct field_wait {
+    redisContext *c;
+    const char *id, *field, *want;
+} field_wait;
+
+static int field_reaches(void *arg) {
+    const field_wait *w = arg;
+    return field_is(w->c, w->id, w->field, w->want);
+}
+
+/* A shop's stale decline wins the race against the reaper's query, whose
+ * answer is paid: the reaper's delivery comes back stale (the order failed
+ * meanwhile, its codes released), and the reaper records the payment as
+ * the worker would, so the charged buyer's order goes to manual_review /
+ * late_payment instead of staying "failed: you have not been charged". */
+static void test_decline_races_paid_query(void **state) {
+    (void)state;
+    fx f;
+    fx_start(&f);
+    fk_t_load_stock(f.c, P, 10);
+    gateway_charge(&f, "O3", "ok", 1500);
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":800}");
+    char gw[128];
+    snprintf(gw, sizeof(gw), "--gateway=%s", f.g.url);
+    const char *wargs[] = {gw, NULL};
+    pid_t w = fk_t_worker(&f.r, "w1", wargs);
+    zombie(f.c, "O3", "processing", "sent", "wow-60d", 1, 1, "");
+    f.reaper[0] = reaper(&f, "reaper1", f.g.url, NULL);
+    /* the reaper holds it and is asking the slow gateway */
+    field_wait fw = {f.c, "O3", "lease_entry", "reaper"};
+    assert_true(fk_t_until(field_reaches, &fw, 10000));
+    freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * payment %s", P,
+                             "{\"order_id\":\"O3\",\"status\":\"declined\"}"));
+    assert_true(fk_t_wait_order(f.c, P, "O3", "manual_review", 10000));
+    assert_true(fk_t_order_is(f.c, P, "O3", "manual_review", "late_payment"));
+    assert_true(field_is(f.c, "O3", "pay_status", "succeeded"));
+    long long charges = 0, posts = 0;
+    fk_t_ledger_key(&f.g, "O3", &charges, &posts);
+    assert_int_equal(charges, 1);
+    char log[400];
+    snprintf(log, sizeof(log), "%s/reaper1.log", f.r.dir);
+    assert_int_equal(fk_t_log_count(log, "reaper.stale_paid", "recording the payment"), 1);
+    assert_int_equal(fk_t_stop(w), 0);
+    assert_int_equal(fk_t_stop(f.reaper[0]), 0);
+    f.reaper[0] = 0;
+    fx_stop(&f);
+}
+
 /* The only worker is SIGKILLed mid-charge and never comes back: the
  * reapers settle its orders past the order TTL by asking the gateway. The
  * gateway took the money for each (the charges landed), so each completes
@@ -1043,6 +1091,7 @@ int main(void) {
         cmocka_unit_test(test_drain),
         cmocka_unit_test(test_unknown_and_no_gateway),
         cmocka_unit_test(test_late_payment),
+        cmocka_unit_test(test_decline_races_paid_query),
         cmocka_unit_test(test_dead_fleet),
         cmocka_unit_test(test_poison_and_consumers),
         cmocka_unit_test(test_trim),
