@@ -286,6 +286,33 @@ static int check_relations(fk_config *cfg, int bins, char *err, size_t errlen) {
     return 0;
 }
 
+int fk_config_unknown_env(char *buf, size_t len) {
+    extern char **environ;
+    size_t used = 0;
+    int count = 0;
+    buf[0] = '\0';
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, "FAKA_", 5) != 0) continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        int known = 0;
+        for (size_t i = 0; i < NOPTIONS && !known; i++)
+            known = strlen(options[i].env) == n && strncmp(options[i].env, *e, n) == 0;
+        if (known) continue;
+        count++;
+        char name[72], shown[72];
+        snprintf(name, sizeof(name), "%.*s", (int)(n < 64 ? n : 64), *e);
+        int w = snprintf(buf + used, len - used, "%s%s", count > 1 ? ", " : "",
+                         printable(name, 64, shown, sizeof(shown)));
+        if (w < 0 || (size_t)w >= len - used) {
+            used = len - 1; /* cut: the count still says how many */
+            continue;
+        }
+        used += (size_t)w;
+    }
+    return count;
+}
+
 void fk_config_usage(FILE *out, int bins, const char *synopsis) {
     fprintf(out, "%s\n\nOptions (flag, environment variable, default):\n", synopsis);
     for (size_t i = 0; i < NOPTIONS; i++) {

@@ -84,6 +84,13 @@ int fk_config_load(fk_config *cfg, int bins, const char *synopsis,
                    int argc, char **argv,
                    int *first_arg, char *err, size_t errlen);
 
+/* The FAKA_* environment variables that no faka binary reads, e.g. a
+ * misspelling such as FAKA_GATEWAY, which leaves --gateway at `none`
+ * (orders taken as paid): their names, joined by ", " and cut to fit, into
+ * buf (len > 0). Returns how many there are. Each binary warns about them
+ * at start; a variable another binary reads is not unknown. */
+int fk_config_unknown_env(char *buf, size_t len);
+
 /* Print the usage of a binary: its synopsis line, then every accepted row
  * with its flag, environment variable, default and help text. */
 void fk_config_usage(FILE *out, int bins, const char *synopsis);

@@ -417,6 +417,11 @@ int fk_ctl_main(int argc, char **argv) {
         return FK_CTL_EXIT_USAGE;
     }
     fk_log_init("ctl", ctl.cfg.worker_id, ctl.cfg.log_level);
+    char unknown[512];
+    int nu = fk_config_unknown_env(unknown, sizeof(unknown));
+    if (nu)
+        fprintf(stderr, "fakactl: warning: %d unknown FAKA_* environment variable%s ignored: %s\n",
+                nu, nu == 1 ? "" : "s", unknown);
     if (first >= argc) {
         fprintf(stderr, "fakactl: no command given (see fakactl --help)\n");
         return FK_CTL_EXIT_USAGE;

@@ -700,6 +700,36 @@ static void t_worker_id_default(void **state) {
     assert_string_equal(g_cfg.worker_id, "flag-id");
 }
 
+/* FAKA_* variables no binary reads are named (a misspelt FAKA_GATEWAY
+ * would leave the gateway at none); every row's variable is known, for
+ * whichever binary reads it; other variables are not looked at. */
+static void t_unknown_env(void **state) {
+    (void)state;
+    char buf[512];
+    assert_int_equal(fk_config_unknown_env(buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "");
+    setenv("FAKA_REDIS_URL", "redis://127.0.0.1:6379", 1);
+    setenv("FAKA_REAP_MS", "100", 1);       /* the reaper's */
+    setenv("FAKA_WORKER_TTL_MS", "5000", 1); /* the reaper's and fakactl's */
+    setenv("FAKAX", "1", 1);
+    setenv("FK_GATEWAY", "x", 1);
+    assert_int_equal(fk_config_unknown_env(buf, sizeof(buf)), 0);
+    setenv("FAKA_GATEWAY", "http://127.0.0.1:1", 1);
+    assert_int_equal(fk_config_unknown_env(buf, sizeof(buf)), 1);
+    assert_string_equal(buf, "FAKA_GATEWAY");
+    setenv("FAKA_LEASE", "5", 1);
+    assert_int_equal(fk_config_unknown_env(buf, sizeof(buf)), 2);
+    assert_non_null(strstr(buf, "FAKA_GATEWAY"));
+    assert_non_null(strstr(buf, "FAKA_LEASE"));
+    assert_non_null(strstr(buf, ", "));
+    /* a small buffer is cut, the count stays whole */
+    char small[8];
+    assert_int_equal(fk_config_unknown_env(small, sizeof(small)), 2);
+    assert_true(strlen(small) < sizeof(small));
+    unsetenv("FAKAX");
+    unsetenv("FK_GATEWAY");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(t_defaults, clear_env),
@@ -729,6 +759,7 @@ int main(void) {
         cmocka_unit_test_setup(t_cross_retention, clear_env),
         cmocka_unit_test_setup(t_reaper_rows, clear_env),
         cmocka_unit_test_setup(t_worker_id_default, clear_env),
+        cmocka_unit_test_setup(t_unknown_env, clear_env),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

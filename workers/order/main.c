@@ -3,6 +3,7 @@
  * Parses its configuration, wires common/ together and runs the loop. */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "backoff.h"
 #include "config.h"
@@ -25,6 +26,14 @@ int main(int argc, char **argv) {
         return 2;
     }
     fk_log_init("worker", cfg.worker_id, cfg.log_level);
+    char unknown[512];
+    int nu = fk_config_unknown_env(unknown, sizeof(unknown));
+    if (nu)
+        fk_warn("config.env", NULL, "%d unknown FAKA_* environment variable%s ignored: %s (see "
+                "--help)", nu, nu == 1 ? "" : "s", unknown);
+    if (strcmp(cfg.gateway_url, "none") == 0)
+        fk_warn("config.gateway", NULL, "--gateway none (FAKA_GATEWAY_URL): orders are taken as "
+                "paid and delivered without a charge");
     signal(SIGPIPE, SIG_IGN);
     fk_rand_seed(0);
     if (fk_scripts_init() != 0) {

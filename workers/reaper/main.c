@@ -28,6 +28,11 @@ int main(int argc, char **argv) {
         return FK_REAPER_EXIT_CONFIG;
     }
     fk_log_init("reaper", cfg.worker_id, cfg.log_level);
+    char unknown[512];
+    int nu = fk_config_unknown_env(unknown, sizeof(unknown));
+    if (nu)
+        fk_warn("config.env", NULL, "%d unknown FAKA_* environment variable%s ignored: %s (see "
+                "--help)", nu, nu == 1 ? "" : "s", unknown);
     signal(SIGPIPE, SIG_IGN);
     if (fk_scripts_init() != 0) {
         fprintf(stderr, "faka-reaper: embedded Lua scripts are missing (a build error)\n");
