@@ -934,8 +934,17 @@ void fk_job_start(fk_job *j) {
     char err[256], id[FK_ORDER_ID_MAX + 1];
     err[0] = id[0] = '\0';
     if (j->nfields != 1) {
+        /* an order's id that can be read still gets its failed record, as
+         * for any other bad order entry (README, "Bad input") */
+        if (strcmp(j->kind, "order") == 0) {
+            fk_order o;
+            if (fk_order_decode(j->val, j->val_len, &o, err, sizeof(err), id) == FK_ENOMEM) {
+                send_failed(j, FK_ENOMEM, "decode");
+                return;
+            }
+        }
         snprintf(err, sizeof(err), "entry must have exactly one field, it has %d", j->nfields);
-        dead_letter(j, err, NULL);
+        dead_letter(j, err, id[0] ? id : NULL);
         return;
     }
     if (strcmp(j->kind, "order") == 0) {

@@ -145,7 +145,9 @@ const char *fk_t_produce_garbage(redisContext *c, const char *prefix, long long 
         break;
     case 10:
         label = "two fields";
-        r = redisCommand(c, "XADD %s * order %s order %s", key, "{}", "{}");
+        snprintf(buf, sizeof(buf),
+                 "{\"order_id\":\"G%lld\",\"sku\":\"wow-60d\",\"qty\":1,\"amount\":5}", i);
+        r = redisCommand(c, "XADD %s * order %s note %s", key, buf, "x");
         break;
     case 11:
         label = "bad order_id";
