@@ -5,7 +5,10 @@
  * are checked line by line before anything is added (one bad line refuses
  * them all), then added in batches of STOCK_BATCH, each code only if the
  * SKU was never stocked with it (lua/stock_add.lua), so running the same
- * input again after a part-way stop adds exactly the rest. A dead entry
+ * input again after a part-way stop adds exactly the rest. The first run
+ * for a SKU (no ledger yet) first learns the codes its order records hold
+ * reserved or delivered (stock_learn), so codes stocked by hand and sold
+ * before are not stocked again. A dead entry
  * goes back on the stream only if it would now be accepted. */
 #include "clock.h"
 #include "codes.h"
@@ -337,6 +340,253 @@ static int read_all(fk_ctl *ctl, char **out, size_t *len) {
     return 0;
 }
 
+/* ---- stock add: the first run learns the SKU's history ------------------ */
+
+/* What the first `stock add` of a SKU took into its new ledger from the
+ * order records (first 0: the ledger existed, nothing was scanned). */
+typedef struct stock_history {
+    int first;
+    size_t codes;   /* codes the SKU's records hold, new to the ledger */
+    size_t records; /* records of the SKU that gave at least one of them */
+    size_t scanned; /* order records scanned (one that SCAN returned twice,
+                     * as it may while Redis resizes its table, twice) */
+} stock_history;
+
+/* Codes found in the SKU's records, each malloc'd: record i's are
+ * code[i ? end[i - 1] : 0 .. end[i]). */
+typedef struct found_codes {
+    char **code;
+    size_t n, cap;
+    size_t *end;
+    size_t nrec, reccap;
+} found_codes;
+
+static void found_free(found_codes *f) {
+    for (size_t i = 0; i < f->n; i++) free(f->code[i]);
+    free(f->code);
+    free(f->end);
+}
+
+/* Make room for need elements of size elem in *pp (capacity *cap).
+ * Returns 0 or FK_ENOMEM (*pp unchanged). */
+static int grow(void *pp, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap * 2 : 64;
+    while (nc < need) nc *= 2;
+    void *np = realloc(*(void **)pp, nc * elem);
+    if (!np) return FK_ENOMEM;
+    *(void **)pp = np;
+    *cap = nc;
+    return 0;
+}
+
+/* Add the codes of one `codes` or `resv` value to f: a JSON array of
+ * strings, as accept.lua and transition.lua write it (cjson.encode of the
+ * popped codes). Anything else in a record is skipped: a value that is not
+ * such an array, an item that is not a string, a string no `stock add`
+ * could add (empty, or longer than FK_CODE_MAX). Returns 0 or FK_ENOMEM. */
+static int found_add(found_codes *f, const redisReply *v) {
+    if (v->type != REDIS_REPLY_STRING) return 0;
+    cJSON *a = cJSON_ParseWithLength(v->str, v->len);
+    const cJSON *arr = cJSON_IsArray(a) ? a : NULL, *it;
+    int rc = 0;
+    cJSON_ArrayForEach(it, arr) {
+        size_t len = cJSON_IsString(it) ? strlen(it->valuestring) : 0;
+        if (len == 0 || len > FK_CODE_MAX) continue;
+        if ((rc = grow(&f->code, &f->cap, f->n + 1, sizeof(*f->code)))) break;
+        if (!(f->code[f->n] = strdup(it->valuestring))) {
+            rc = FK_ENOMEM;
+            break;
+        }
+        f->n++;
+    }
+    cJSON_Delete(a);
+    return rc;
+}
+
+/* pattern = s with every character SCAN MATCH gives a meaning to ('*',
+ * '?', '[', ']', '\') escaped, then "*": the keys that start with s, and
+ * only those, whatever s holds. len >= 2 * strlen(s) + 2. */
+static void glob_prefix(const char *s, char *pattern, size_t len) {
+    size_t o = 0;
+    for (; *s && o + 4 <= len; s++) {
+        if (strchr("*?[]\\", *s)) pattern[o++] = '\\';
+        pattern[o++] = *s;
+    }
+    pattern[o++] = '*';
+    pattern[o] = '\0';
+}
+
+/* One SCAN page of order-record keys: HMGET sku codes resv of each, in one
+ * pipeline, and the codes of the records of sku into f. Records are outside
+ * input: a key of another type (an error reply), a record without this sku
+ * or with garbage in its fields gives nothing and stops nothing. Returns 0
+ * or an error (recorded). */
+static int scan_page(fk_ctl *ctl, const redisReply *keys, const char *sku, found_codes *f,
+                     stock_history *h) {
+    size_t m = keys->elements, slen = strlen(sku);
+    int rc;
+    if (m == 0) return 0;
+    if ((rc = fk_ctl_connect(ctl))) return rc;
+    redisReply **r = malloc(m * sizeof(*r));
+    if (!r) return fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
+    for (size_t i = 0; i < m; i++) {
+        const redisReply *k = keys->element[i];
+        int str = k->type == REDIS_REPLY_STRING;
+        redisAppendCommand(ctl->c, "HMGET %b sku codes resv", str ? k->str : "",
+                           str ? k->len : (size_t)0);
+    }
+    if ((rc = fk_ctl_pipeline(ctl, r, (int)m))) {
+        free(r);
+        return rc;
+    }
+    for (size_t i = 0; i < m && !rc; i++) {
+        const redisReply *x = r[i];
+        if (x->type != REDIS_REPLY_ARRAY || x->elements != 3) continue;
+        h->scanned++;
+        const redisReply *s = x->element[0];
+        if (s->type != REDIS_REPLY_STRING || s->len != slen || memcmp(s->str, sku, slen) != 0)
+            continue;
+        size_t before = f->n;
+        if ((rc = found_add(f, x->element[1])) || (rc = found_add(f, x->element[2])) ||
+            (f->n > before && (rc = grow(&f->end, &f->reccap, f->nrec + 1, sizeof(*f->end)))))
+            rc = fk_ctl_fail(ctl, rc, "out of memory");
+        else if (f->n > before)
+            f->end[f->nrec++] = f->n;
+    }
+    for (size_t i = 0; i < m; i++) freeReplyObject(r[i]);
+    free(r);
+    return rc;
+}
+
+/* The learnt history into the ledger, all at once: MULTI, SADD the stock
+ * list's codes (STOCK_BATCH a command), one SADD per record, EXEC. The
+ * records' answers give h->codes and h->records. Nothing to learn writes
+ * nothing. Returns 0 or an error (recorded; then nothing was written). */
+static int ledger_write(fk_ctl *ctl, const char *lkey, const redisReply *list,
+                        const found_codes *f, stock_history *h) {
+    size_t nlist = list->type == REDIS_REPLY_ARRAY ? list->elements : 0, most = STOCK_BATCH;
+    if (nlist == 0 && f->nrec == 0) return 0;
+    for (size_t i = 0; i < f->nrec; i++) {
+        size_t c = f->end[i] - (i ? f->end[i - 1] : 0);
+        if (c > most) most = c;
+    }
+    size_t nlcmd = (nlist + STOCK_BATCH - 1) / STOCK_BATCH, ncmd = nlcmd + f->nrec;
+    const char **av = malloc((most + 2) * sizeof(*av));
+    size_t *al = malloc((most + 2) * sizeof(*al));
+    redisReply **r = malloc((ncmd + 2) * sizeof(*r));
+    int rc = !av || !al || !r ? fk_ctl_fail(ctl, FK_ENOMEM, "out of memory")
+                              : fk_ctl_connect(ctl);
+    if (rc) goto out;
+    av[0] = "SADD";
+    al[0] = 4;
+    av[1] = lkey;
+    al[1] = strlen(lkey);
+    redisAppendCommand(ctl->c, "MULTI");
+    for (size_t i = 0; i < nlist; i += STOCK_BATCH) {
+        size_t m = nlist - i < STOCK_BATCH ? nlist - i : STOCK_BATCH;
+        for (size_t k = 0; k < m; k++) {
+            const redisReply *e = list->element[i + k];
+            int str = e->type == REDIS_REPLY_STRING;
+            av[2 + k] = str ? e->str : "";
+            al[2 + k] = str ? e->len : 0;
+        }
+        redisAppendCommandArgv(ctl->c, (int)m + 2, av, al);
+    }
+    for (size_t i = 0, from = 0; i < f->nrec; from = f->end[i++]) {
+        size_t m = f->end[i] - from;
+        for (size_t k = 0; k < m; k++) {
+            av[2 + k] = f->code[from + k];
+            al[2 + k] = strlen(f->code[from + k]);
+        }
+        redisAppendCommandArgv(ctl->c, (int)m + 2, av, al);
+    }
+    redisAppendCommand(ctl->c, "EXEC");
+    if ((rc = fk_ctl_pipeline(ctl, r, (int)ncmd + 2))) goto out;
+    const redisReply *x = r[ncmd + 1];
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != ncmd) {
+        char shown[300];
+        rc = fk_ctl_fail(ctl, FK_EREDIS, "stock add: the ledger %s was not written: %s", lkey,
+                         x->type == REDIS_REPLY_ERROR
+                             ? fk_ctl_printable(x->str, 256, shown, sizeof(shown))
+                             : "transaction not executed");
+    }
+    for (size_t k = 0; !rc && k < ncmd; k++) {
+        const redisReply *e = x->element[k];
+        if (e->type != REDIS_REPLY_INTEGER) {
+            char shown[300];
+            rc = fk_ctl_fail(ctl, FK_EREDIS, "stock add: the ledger %s: %s", lkey,
+                             e->type == REDIS_REPLY_ERROR
+                                 ? fk_ctl_printable(e->str, 256, shown, sizeof(shown))
+                                 : "unexpected reply");
+        } else if (k >= nlcmd && e->integer > 0) {
+            h->codes += (size_t)e->integer;
+            h->records++;
+        }
+    }
+    for (size_t k = 0; k < ncmd + 2; k++) freeReplyObject(r[k]);
+out:
+    free(av);
+    free(al);
+    free(r);
+    return rc;
+}
+
+/* The first `stock add` of a SKU (its ledger does not exist) learns what
+ * the SKU was stocked with before: the codes in its stock list, and every
+ * code a record of the SKU holds reserved (`resv`) or delivered (`codes`),
+ * found by SCAN over the order records. The list is read first, in one
+ * command, so that a code reserved during the scan by an order the scan
+ * does not see is known from the list. A code released back to the list
+ * during the scan is learnt by the first batch, which enters the list into
+ * the ledger again, atomically with its adds. The history is written in
+ * one transaction at the end: the ledger exists only once all of it is in,
+ * so a run stopped part-way leaves no ledger and the next run scans again.
+ * Not learnt (docs/OPERATIONS.md): codes of records expired after the
+ * retention, and a code released and reserved again during the scan.
+ * Returns 0 with *h filled in, or an error (recorded; no ledger written). */
+static int stock_learn(fk_ctl *ctl, const char *sku, const char *skey, const char *lkey,
+                       stock_history *h) {
+    int rc;
+    memset(h, 0, sizeof(*h));
+    redisReply *r = fk_ctl_cmd(ctl, &rc, "EXISTS %s", lkey);
+    if (!r) return rc;
+    int exists = r->type != REDIS_REPLY_INTEGER || r->integer != 0;
+    freeReplyObject(r);
+    if (exists) return 0; /* another type: the first batch refuses it */
+    h->first = 1;
+    redisReply *list = fk_ctl_cmd(ctl, &rc, "LRANGE %s 0 -1", skey);
+    if (!list) {
+        if (rc == FK_EREDIS) {
+            char why[sizeof(ctl->err)];
+            snprintf(why, sizeof(why), "%s", ctl->err);
+            rc = fk_ctl_fail(ctl, rc, "stock add: %s is not a list of codes (%s)", skey, why);
+        }
+        return rc;
+    }
+    found_codes f = {0};
+    char okey[FK_KEY_MAX], pattern[2 * FK_KEY_MAX + 2], cursor[32] = "0";
+    fk_key_order(&ctl->keys, "", okey, sizeof(okey));
+    glob_prefix(okey, pattern, sizeof(pattern));
+    do {
+        r = fk_ctl_cmd(ctl, &rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r) break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            rc = fk_ctl_fail(ctl, FK_EPROTO, "unexpected SCAN reply");
+        } else {
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            rc = scan_page(ctl, r->element[1], sku, &f, h);
+        }
+        freeReplyObject(r);
+    } while (!rc && strcmp(cursor, "0") != 0);
+    if (!rc) rc = ledger_write(ctl, lkey, list, &f, h);
+    freeReplyObject(list);
+    found_free(&f);
+    return rc;
+}
+
 static int stock_add(fk_ctl *ctl, int argc, char **argv) {
     const char *pos[1];
     int npos, rc;
@@ -358,10 +608,18 @@ static int stock_add(fk_ctl *ctl, int argc, char **argv) {
     const char **av = malloc((STOCK_BATCH + 6) * sizeof(*av));
     size_t *al = malloc((STOCK_BATCH + 6) * sizeof(*al));
     long long in_stock = 0;
+    stock_history h;
     if (!av || !al) {
         rc = fk_ctl_fail(ctl, FK_ENOMEM, "out of memory");
         goto out;
     }
+    if ((rc = stock_learn(ctl, pos[0], skey, lkey, &h))) goto out;
+    /* said at once: it holds even if a batch fails below */
+    if (h.first && !ctl->json)
+        fprintf(ctl->out,
+                "first stock add for %s: %zu codes found reserved or sold in %zu of %zu order"
+                " records taken into its ledger\n",
+                pos[0], h.codes, h.records, h.scanned);
     /* FCALL stock_add 2 stock ledger seed codes... (lua/stock_add.lua) */
     av[0] = "FCALL";
     av[1] = fk_script_sha(FK_LUA_STOCK_ADD);
@@ -407,6 +665,13 @@ static int stock_add(fk_ctl *ctl, int argc, char **argv) {
         cJSON_AddNumberToObject(j, "added", (double)added);
         cJSON_AddNumberToObject(j, "skipped", (double)skipped);
         cJSON_AddNumberToObject(j, "in_stock", (double)in_stock);
+        cJSON_AddBoolToObject(j, "first_use", h.first);
+        if (h.first) {
+            cJSON *x = cJSON_AddObjectToObject(j, "history");
+            cJSON_AddNumberToObject(x, "codes", (double)h.codes);
+            cJSON_AddNumberToObject(x, "records", (double)h.records);
+            cJSON_AddNumberToObject(x, "records_scanned", (double)h.scanned);
+        }
         rc = fk_ctl_print_json(ctl, j);
     } else {
         fprintf(ctl->out, "added %zu codes to %s; %lld in stock\n", added, pos[0], in_stock);

@@ -762,6 +762,115 @@ static void t_stock_once(void **state) {
     assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:gog", P), 4);
 }
 
+/* A shop that stocked a SKU by hand (RPUSH) and then adopts `stock add`
+ * with its whole code file: the first run learns the codes already sold
+ * from the order records, so they are not stocked and sold again. */
+static void t_stock_history_sold(void **state) {
+    (void)state;
+    const char *sku = fk_t_sku(0);
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s:stock:%s CODE-1 CODE-2 CODE-3 CODE-4", P, sku));
+    EXPECT(0, NULL, "submit", "--order-id", "O1", "--sku", sku, "--qty", "2", "--amount", "100");
+    pid_t w = start_worker("w1");
+    assert_true(fk_t_wait_order(g_c, P, "O1", "completed", 15000));
+    expect_field("O1", "codes", "[\"CODE-1\",\"CODE-2\"]");
+    const char *file = "CODE-1\nCODE-2\nCODE-3\nCODE-4\nCODE-5\nCODE-6\n";
+    run r = ctl_in(file, (const char *const[]){"stock", "add", sku, NULL});
+    assert_int_equal(r.status, 0);
+    char line[200];
+    snprintf(line, sizeof(line),
+             "first stock add for %s: 2 codes found reserved or sold in 1 of 1 order records"
+             " taken into its ledger", sku);
+    if (!strstr(r.out, line)) fprintf(stderr, "# stdout: %s\n", r.out);
+    assert_non_null(strstr(r.out, "added 2 codes")); /* CODE-5, CODE-6 */
+    assert_non_null(strstr(r.out, "skipped 4 codes"));
+    assert_non_null(strstr(r.out, line));
+    run_free(&r);
+    assert_int_equal(fk_t_int(g_c, "SISMEMBER %s:stocked:%s CODE-1", P, sku), 1);
+    /* the second run has a ledger: no scan, nothing new */
+    cJSON *j = JSON(file, "stock", "add", sku, "--json");
+    assert_int_equal((int)jnum(j, "added"), 0);
+    assert_int_equal((int)jnum(j, "skipped"), 6);
+    assert_int_equal((int)jnum(j, "in_stock"), 4);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "first_use")));
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "history"));
+    cJSON_Delete(j);
+    r = ctl_in(file, (const char *const[]){"stock", "add", sku, NULL});
+    assert_int_equal(r.status, 0);
+    assert_null(strstr(r.out, "first stock add"));
+    run_free(&r);
+    /* drain the stock: every code goes out once */
+    EXPECT(0, NULL, "submit", "--order-id", "O2", "--sku", sku, "--qty", "2", "--amount", "100");
+    EXPECT(0, NULL, "submit", "--order-id", "O3", "--sku", sku, "--qty", "2", "--amount", "100");
+    EXPECT(0, NULL, "submit", "--order-id", "O4", "--sku", sku, "--qty", "1", "--amount", "100");
+    assert_true(fk_t_wait_order(g_c, P, "O3", "completed", 15000));
+    assert_true(fk_t_wait_order(g_c, P, "O4", "failed", 15000));
+    assert_int_equal(fk_t_stop(w), 0);
+    fk_t_audit a;
+    fk_t_audit_run(g_c, P, "O", 1, 4, &a);
+    fk_t_audit_print("hand-stocked, then stock add of the whole file", &a);
+    assert_int_equal(a.completed, 3);
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(a.codes_delivered, 6);
+    assert_int_equal(a.dup_codes, 0);
+    assert_int_equal(a.stock_left, 0);
+}
+
+/* The first run also learns codes held by an order still in processing
+ * (`resv`), skips garbage records and keys of other types, and ignores
+ * other SKUs' records; later runs do not scan again. */
+static void t_stock_history_records(void **state) {
+    (void)state;
+    /* a record as accept.lua leaves it with the gateway on */
+    freeReplyObject(fk_t_cmd(
+        g_c,
+        "HSET %s:order:R1 state processing message %s attempts 0 sku gog qty 2 amount 100 "
+        "currency CNY buyer b@x created_at 1700000000000 updated_at 1700000000000 "
+        "resv [\"r1\",\"r2\"] charge sent lease_until 1700000010000 lease_entry 1-0 reason %s "
+        "fence 1",
+        P, "processing", ""));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:X1 state completed sku other codes [\"r3\"]", P));
+    /* garbage: not JSON, not an array, items of every type, bytes */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:G1 sku gog codes %s resv %s", P, "not json",
+                             "{\"r4\":1}"));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:G2 sku gog codes %s resv %s", P,
+                             "[1,null,[\"r5\"],\"\",{\"k\":\"r6\"},true,\"g-ok\"]", "["));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:G3 sku gog codes %b resv [\"\\u00", P,
+                             "\xff\x00[\"r7\"]", (size_t)8));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:G4 codes [\"r8\"]", P)); /* no sku */
+    freeReplyObject(fk_t_cmd(g_c, "SET %s:order:S1 [\"r9\"]", P));
+    freeReplyObject(fk_t_cmd(g_c, "RPUSH %s:order:L1 r9", P));
+    cJSON *j = JSON("r1\nr2\nr3\nr4\nr5\nr6\nr7\nr8\nr9\ng-ok\n", "stock", "add", "gog",
+                    "--json");
+    assert_int_equal((int)jnum(j, "added"), 7);
+    assert_int_equal((int)jnum(j, "skipped"), 3);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "first_use")));
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "history");
+    assert_int_equal((int)jnum(h, "codes"), 3);
+    assert_int_equal((int)jnum(h, "records"), 2);
+    assert_int_equal((int)jnum(h, "records_scanned"), 6);
+    cJSON_Delete(j);
+    redisReply *x = fk_t_cmd(g_c, "LRANGE %s:stock:gog 0 -1", P);
+    assert_int_equal((int)x->elements, 7);
+    const char *want[] = {"r3", "r4", "r5", "r6", "r7", "r8", "r9"};
+    for (int i = 0; i < 7; i++) assert_string_equal(x->element[i]->str, want[i]);
+    freeReplyObject(x);
+    /* the ledger exists now: a code sold later outside it is not looked
+     * for (docs/OPERATIONS.md: once stock add, always stock add) */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:R2 state completed sku gog codes [\"s1\"]", P));
+    j = JSON("s1\n", "stock", "add", "gog", "--json");
+    assert_int_equal((int)jnum(j, "added"), 1);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "first_use")));
+    cJSON_Delete(j);
+    /* the ledger deleted (KEYSPACE.md: the SKU starts over): learnt again */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s:stock:gog %s:stocked:gog", P, P));
+    run r = ctl_in("r1\nn1\n", (const char *const[]){"stock", "add", "gog", NULL});
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "first stock add for gog: 4 codes found reserved or sold in 3"
+                                  " of 7 order records"));
+    assert_non_null(strstr(r.out, "added 1 codes to gog; 1 in stock"));
+    run_free(&r);
+}
+
 /* notify requeue on records as the workers leave them: only a completed
  * order whose webhook failed for good is queued again, once. */
 static void t_notify_requeue(void **state) {
@@ -1183,6 +1292,8 @@ int main(void) {
         cmocka_unit_test_setup(t_dead, flush),
         cmocka_unit_test_setup(t_stock, flush),
         cmocka_unit_test_setup(t_stock_once, flush),
+        cmocka_unit_test_setup(t_stock_history_sold, flush),
+        cmocka_unit_test_setup(t_stock_history_records, flush),
         cmocka_unit_test_setup(t_notify_requeue, flush),
         cmocka_unit_test_setup(t_workers_stats_top, flush),
         cmocka_unit_test_setup(t_hostile_counters, flush),
