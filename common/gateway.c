@@ -160,7 +160,7 @@ static void set_detail(fk_gw_result *out, const char *fmt, ...) {
 
 void fk_gateway_classify(int is_query, const fk_http_response *resp,
                          fk_gw_result *out) {
-    static const fk_http_response empty = {FK_EHTTP, 1, 0, "", 0, 0, "", NULL};
+    static const fk_http_response empty = {FK_EHTTP, 1, 0, "", 0, 0, "", NULL, 0};
     const char *what = is_query ? "GET /charges/{key}" : "POST /charges";
     gw_body b;
 
@@ -174,7 +174,7 @@ void fk_gateway_classify(int is_query, const fk_http_response *resp,
         out->outcome = FK_GW_TRANSIENT;
         out->maybe_charged = is_query ? 1 : (resp->maybe_sent ? 1 : 0);
         switch (resp->err) {
-        case FK_ETIMEOUT: set_reason(out, NULL, "timeout"); break;
+        case FK_ETIMEOUT: set_reason(out, NULL, resp->late ? "late" : "timeout"); break;
         case FK_ECLOSED: set_reason(out, NULL, "closed"); break;
         case FK_ENOMEM: set_reason(out, NULL, "nomem"); break;
         default:
@@ -321,15 +321,16 @@ int fk_gateway_init(fk_gateway **out, fk_http *http, const char *base_url) {
 /* Start one call; on failure nothing is left behind and cb is not called. */
 static int gw_start(fk_gateway *g, int is_query, const char *method,
                     const char *url, const char *const *headers,
-                    const char *body, fk_gateway_cb cb, void *arg) {
+                    const char *body, uint64_t deadline_ns, fk_gateway_cb cb,
+                    void *arg) {
     gw_call *c = malloc(sizeof(*c));
     if (!c)
         return FK_ENOMEM;
     c->cb = cb;
     c->arg = arg;
     c->is_query = is_query;
-    int rc = fk_http_request(g->http, method, url, headers, body,
-                             body ? strlen(body) : 0, gw_http_cb, c);
+    int rc = fk_http_request_by(g->http, method, url, headers, body,
+                                body ? strlen(body) : 0, deadline_ns, gw_http_cb, c);
     if (rc < 0)
         free(c);
     return rc;
@@ -362,7 +363,7 @@ int fk_gateway_charge(fk_gateway *g, const fk_charge_req *req,
     snprintf(idem, il, "Idempotency-Key: %s", req->idem_key);
     const char *headers[] = {"Content-Type: application/json",
                              "Accept: application/json", idem, NULL};
-    rc = gw_start(g, 0, "POST", g->charges_url, headers, body, cb, arg);
+    rc = gw_start(g, 0, "POST", g->charges_url, headers, body, req->deadline_ns, cb, arg);
 cleanup:
     free(idem);
     if (body)
@@ -384,7 +385,7 @@ int fk_gateway_query(fk_gateway *g, const char *idem_key, fk_gateway_cb cb,
     if (url) {
         snprintf(url, ul, "%s/%s", g->charges_url, esc);
         const char *headers[] = {"Accept: application/json", NULL};
-        rc = gw_start(g, 1, "GET", url, headers, NULL, cb, arg);
+        rc = gw_start(g, 1, "GET", url, headers, NULL, 0, cb, arg);
     }
     free(url);
     free(esc);

@@ -40,7 +40,9 @@ typedef struct fk_gw_result {
                                (visible ASCII, 1..128), else "" */
     char reason[64];        /* machine reason from the body (sanitized to
                                [a-z0-9_], <= 63) or a generated one:
-                               "http_503", "timeout", "garbage_body", ... */
+                               "http_503", "timeout", "garbage_body", ...;
+                               "late": a charge not sent because its
+                               deadline had passed (fk_charge_req) */
     char detail[256];       /* one printable-ASCII line for logs / messages */
 } fk_gw_result;
 
@@ -66,12 +68,21 @@ typedef struct fk_charge_req {
     const char *currency;   /* NULL: "CNY" */
     const char *buyer;      /* NULL: "" */
     long long amount;       /* >= 0, minor units */
+    uint64_t deadline_ns;   /* 0: none. Else a time on uv_hrtime()'s clock
+                               (CLOCK_MONOTONIC, ns) after which the POST must
+                               not go out, checked against the real time right
+                               before it would (fk_http_request_by). Past it
+                               the charge is not sent: cb gets TRANSIENT,
+                               maybe_charged 0, reason "late". A caller
+                               fencing the charge with a lease sets it so the
+                               HTTP timeout still fits in the lease after it */
 } fk_charge_req;
 
 /* POST {base}/charges with header Idempotency-Key and the JSON body
- * {"order_id","amount","currency","buyer"}. Returns 0: cb is called exactly
- * once, later, with the classified result (res valid only during cb).
- * Returns <0 (FK_EINVAL, FK_ENOMEM, FK_ECLOSED): cb is never called. */
+ * {"order_id","amount","currency","buyer"}, not after req->deadline_ns.
+ * Returns 0: cb is called exactly once, later, with the classified result
+ * (res valid only during cb). Returns <0 (FK_EINVAL, FK_ENOMEM, FK_ECLOSED):
+ * cb is never called. */
 int fk_gateway_charge(fk_gateway *g, const fk_charge_req *req,
                       fk_gateway_cb cb, void *arg);
 

@@ -108,6 +108,9 @@ struct http_req {
                                    CURLINFO values are this request's */
     int closed_sent;            /* maybe_sent, computed by fk_http_close */
     int oom;                    /* the body buffer could not grow */
+    int late;                   /* aborted unsent: past deadline_ns */
+    uint64_t deadline_ns;       /* uv_hrtime() after which it must not go
+                                   out; 0 = none (fk_http_request_by) */
     int has_retry_after;
     uint64_t created;           /* uv_now() at fk_http_request */
     char custom[17];            /* method name for HTTP_OTHER */
@@ -397,12 +400,28 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp) {
     return n;
 }
 
+/* 1 if r has a deadline and the real time (not the loop's cached one) is
+ * past it. */
+static int req_past_deadline(const http_req *r) {
+    return r->deadline_ns && uv_hrtime() >= r->deadline_ns;
+}
+
 /* CURLOPT_PREREQFUNCTION: the connection is ready and the request is about
- * to go out. From here on curl's CURLINFO values describe this request. */
+ * to go out. From here on curl's CURLINFO values describe this request.
+ * Past the request's deadline it does not go out: aborted before its first
+ * byte, it is late and not reached (maybe_sent 0). A re-send of a request
+ * that already went out (reached) is aborted too, but stays reached: the
+ * first send may have landed. */
 static int on_prereq(void *userp, char *primary_ip, char *local_ip,
                      int primary_port, int local_port) {
     http_easy *e = userp;
-    e->req->reached = 1;
+    http_req *r = e->req;
+    if (req_past_deadline(r)) {
+        if (!r->reached)
+            r->late = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    r->reached = 1;
     return CURL_PREREQFUNC_OK;
 }
 
@@ -573,6 +592,13 @@ static void req_complete(fk_http *h, http_req *r, CURLcode code, CURLMcode mcode
     else
         resp.errmsg = fk_strerror(resp.err);
     resp.retry_after = r->has_retry_after ? r->retry_after : NULL;
+    if (r->late && err_override != FK_ECLOSED) {
+        resp.late = 1;
+        resp.err = FK_ETIMEOUT;
+        resp.maybe_sent = 0;
+        resp.status = 0;
+        resp.errmsg = "not sent: its deadline passed before it could go out";
+    }
     r->cb(r->arg, &resp);
     if (e)
         easy_put(h, e);
@@ -637,6 +663,11 @@ static void http_pump(fk_http *h) {
          * goes out (maybe_sent 0). */
         uint64_t waited = uv_now(h->loop) - r->created;
         if (waited >= (uint64_t)h->opts.total_timeout_ms) {
+            req_complete(h, r, CURLE_OK, CURLM_OK, FK_ETIMEOUT, 0);
+            continue;
+        }
+        if (req_past_deadline(r)) {
+            r->late = 1;
             req_complete(h, r, CURLE_OK, CURLM_OK, FK_ETIMEOUT, 0);
             continue;
         }
@@ -986,6 +1017,13 @@ int fk_http_init(fk_http **out, uv_loop_t *loop, const fk_http_options *opts) {
 int fk_http_request(fk_http *h, const char *method, const char *url,
                     const char *const *headers, const char *body,
                     size_t body_len, fk_http_cb cb, void *arg) {
+    return fk_http_request_by(h, method, url, headers, body, body_len, 0, cb, arg);
+}
+
+int fk_http_request_by(fk_http *h, const char *method, const char *url,
+                       const char *const *headers, const char *body,
+                       size_t body_len, uint64_t deadline_ns, fk_http_cb cb,
+                       void *arg) {
     if (!h || !url || !cb || !method_valid(method) || (!body && body_len))
         return FK_EINVAL;
     if (body_len && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
@@ -1010,6 +1048,7 @@ int fk_http_request(fk_http *h, const char *method, const char *url,
     r->cb = cb;
     r->arg = arg;
     r->created = uv_now(h->loop);
+    r->deadline_ns = deadline_ns;
     if (queued) {
         list_push(&h->queue, r);
         return 0;

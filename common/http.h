@@ -29,6 +29,7 @@
 #define FK_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 /* Bodies longer than this are cut (fk_http_response.truncated = 1). */
@@ -61,6 +62,9 @@ typedef struct fk_http_response {
     int truncated;      /* 1 if the body was longer than FK_HTTP_BODY_MAX */
     const char *errmsg; /* curl's error text or "" */
     const char *retry_after; /* value of the Retry-After header or NULL */
+    int late;           /* 1: not sent because its deadline had passed
+                           (fk_http_request_by); then err is FK_ETIMEOUT and
+                           maybe_sent 0 */
 } fk_http_response;
 
 typedef void (*fk_http_cb)(void *arg, const fk_http_response *resp);
@@ -94,6 +98,24 @@ int fk_http_has_https(void);
 int fk_http_request(fk_http *h, const char *method, const char *url,
                     const char *const *headers, const char *body,
                     size_t body_len, fk_http_cb cb, void *arg);
+
+/* fk_http_request with a deadline for sending: deadline_ns (0 = none, then
+ * exactly fk_http_request) is a time on uv_hrtime()'s clock (CLOCK_MONOTONIC,
+ * ns) after which the request must not go out. It is checked against the
+ * real current time, not the loop's cached uv_now(): when a queued request
+ * would start, and in curl's prereq callback, right before the request's
+ * first byte is written (the connection is up by then). A request past its
+ * deadline is aborted unsent and completes with err FK_ETIMEOUT, late = 1,
+ * maybe_sent 0, no status. (Past its deadline a re-send of a request that
+ * already went out once -- see "Re-sends" above -- is aborted too, but that
+ * request may have been sent: it completes as an error with maybe_sent 1
+ * and late 0.) The total timeout still applies; a caller fencing a request
+ * with a lease sets the deadline so that the timeout fits after it.
+ * Same callback and return rules as fk_http_request. */
+int fk_http_request_by(fk_http *h, const char *method, const char *url,
+                       const char *const *headers, const char *body,
+                       size_t body_len, uint64_t deadline_ns, fk_http_cb cb,
+                       void *arg);
 
 /* Requests on the wire plus queued ones. */
 size_t fk_http_inflight(const fk_http *h);

@@ -199,6 +199,7 @@ static void run_work(fk_job *j);
 static void charge(fk_job *j);
 static void query(fk_job *j);
 static void guard_report(fk_job *j, const fk_gw_result *res);
+static void charge_late(fk_job *j, uint64_t used, int at_send);
 
 static void deliver(fk_job *j, const char *payment_id) {
     if (payment_id && payment_id[0] && payment_id != j->payment_id)
@@ -260,6 +261,12 @@ static void wait_for_payment(fk_job *j, const char *payment_id) {
 static void on_charge(void *arg, const fk_gw_result *res) {
     fk_job *j = arg;
     guard_report(j, res);
+    if (res->outcome == FK_GW_TRANSIENT && !res->maybe_charged &&
+        strcmp(res->reason, "late") == 0) {
+        /* not sent: its deadline passed (post_charge) */
+        charge_late(j, uv_hrtime() / 1000000u - j->lease_at, 1);
+        return;
+    }
     switch (res->outcome) {
     case FK_GW_PAID:
         deliver(j, res->payment_id);
@@ -433,13 +440,14 @@ static void charge(fk_job *j) { guarded(j, charge_now); }
 
 /* Tell the breaker how the call went: only a transient outcome (429, 5xx,
  * timeout, reset, garbage) is a failure; a call we cut short ourselves
- * (worker closing, out of memory) says nothing about the gateway. Fire and
- * forget, batched by the local view. */
+ * (worker closing, out of memory, a charge past its deadline) says nothing
+ * about the gateway. Fire and forget, batched by the local view. */
 static void guard_report(fk_job *j, const fk_gw_result *res) {
     int failed = res->outcome == FK_GW_TRANSIENT;
     int probe = j->probe;
     j->probe = 0;
-    if (failed && (strcmp(res->reason, "closed") == 0 || strcmp(res->reason, "nomem") == 0))
+    if (failed && (strcmp(res->reason, "closed") == 0 || strcmp(res->reason, "nomem") == 0 ||
+                   strcmp(res->reason, "late") == 0))
         return;
     if (j->ctx->guard) {
         fk_guard_local_report(j->ctx->guard, failed, probe);
@@ -451,6 +459,20 @@ static void guard_report(fk_job *j, const fk_gw_result *res) {
     if (rc) fk_debug("guard.report", oid(j), "not sent: %s", fk_strerror(rc));
 }
 
+/* Too little of the lease is left to charge (used: ms of it gone; at_send:
+ * found by the HTTP client right before the request would have gone out,
+ * see post_charge): charge nothing now and leave the entry pending. The
+ * record says charge=sent, so whoever takes the order next asks the
+ * gateway first. */
+static void charge_late(fk_job *j, uint64_t used, int at_send) {
+    fk_warn("charge.late", oid(j),
+            "%llu ms of the %lld ms lease used before the charge could go out%s; "
+            "leaving the order to whoever takes it next (it asks the gateway first)",
+            (unsigned long long)used, j->ctx->cfg->lease_ms,
+            at_send ? " (found right before sending: not sent)" : "");
+    finish(j, FK_JOB_LEFT);
+}
+
 /* POST the charge, if it can be over before our lease can end. The lease
  * was taken (or kept) by the command sent at j->lease_at, no later than
  * Redis started it; a request takes at most --http-timeout-ms. A reply read
@@ -458,19 +480,29 @@ static void guard_report(fk_job *j, const fk_gw_result *res) {
  * charge: past that point another worker or the reaper may hold the order,
  * ask the gateway, find no charge and settle it (expired, codes released)
  * while ours lands. Then we charge nothing now; the record says
- * charge=sent, so whoever takes the order next asks the gateway first. */
+ * charge=sent, so whoever takes the order next asks the gateway first.
+ * The check is made twice: here, with the loop's clock (cached at the
+ * start of the loop iteration), and again by the HTTP client right before
+ * the request's first byte goes out, with the real clock (the charge's
+ * deadline, the same margin): curl starts the transfer on a later loop
+ * iteration, and a stall in between (SIGSTOP, a VM pause) must not put the
+ * POST on the wire after the lease ended. Both refusals end the same way
+ * (charge_late; on_charge for the second). */
 static void post_charge(fk_job *j) {
     const fk_config *cfg = j->ctx->cfg;
     uint64_t used = uv_now(j->ctx->loop) - j->lease_at;
     if (used + (uint64_t)cfg->http_timeout_ms >= (uint64_t)cfg->lease_ms) {
-        fk_warn("charge.late", oid(j),
-                "%llu ms of the %lld ms lease used before the charge could go out; "
-                "leaving the order to whoever takes it next (it asks the gateway first)",
-                (unsigned long long)used, cfg->lease_ms);
-        finish(j, FK_JOB_LEFT);
+        charge_late(j, used, 0);
         return;
     }
-    fk_charge_req req = {j->o.idem_key, j->o.order_id, j->o.currency, j->o.buyer, j->o.amount};
+    /* The last moment the POST may go out with its timeout still inside
+     * the lease: the margin above. lease_at is uv_now(), milliseconds on
+     * the clock uv_hrtime() reads (CLOCK_MONOTONIC; libuv may read its
+     * coarse variant, which lags and only makes the deadline earlier). */
+    uint64_t deadline_ns =
+        (j->lease_at + (uint64_t)cfg->lease_ms - (uint64_t)cfg->http_timeout_ms) * 1000000u;
+    fk_charge_req req = {j->o.idem_key, j->o.order_id, j->o.currency, j->o.buyer, j->o.amount,
+                         deadline_ns};
     int rc = fk_gateway_charge(j->ctx->gateway, &req, on_charge, j);
     if (rc) send_failed(j, rc, "gateway charge");
 }

@@ -7,7 +7,9 @@
  *  - a late payment after expiry reaches manual_review and delivers nothing;
  *  - zombies left by a SIGKILLed worker with no worker left are settled;
  *  - a poison entry is dead-lettered with its history, and consumers of
- *    dead workers are removed only once they hold nothing;
+ *    dead workers are removed only once they hold nothing; a poison
+ *    `payment` entry is re-added as itself, so an expired order it pays
+ *    still reaches manual_review/late_payment;
  *  - trimming never removes a pending or unread entry;
  *  - the recovery time after a SIGKILLed worker holding 50 orders (printed);
  *  - garbage configuration is refused.
@@ -799,6 +801,56 @@ static void test_poison_and_consumers(void **state) {
     fx_stop(&f);
 }
 
+/* A `payment` entry delivered max-deliveries times (its consumers kept
+ * dying) is dead-lettered and re-added as the same `payment` entry, not as
+ * a retry: the shop's report is not lost. Here it reports a payment for an
+ * order that expired meanwhile, which a retry would leave expired; the
+ * re-added payment takes it to manual_review/late_payment (payment.lua). */
+static void test_poison_payment(void **state) {
+    (void)state;
+    fx f;
+    fx_start(&f);
+    freeReplyObject(fk_t_cmd(
+        f.c,
+        "HSET %s:order:P4 state expired reason unpaid_timeout message %s attempts 0 sku wow-60d "
+        "qty 1 amount 1500 currency CNY created_at 1000 updated_at 1000 fence 1 charge absent",
+        P, "This order expired before it was paid. You have not been charged."));
+    freeReplyObject(fk_t_cmd(f.c, "XGROUP CREATE %s:orders workers 0 MKSTREAM", P));
+    redisReply *x = fk_t_cmd(f.c, "XADD %s:orders * payment %s", P,
+                             "{\"order_id\":\"P4\",\"status\":\"succeeded\","
+                             "\"payment_id\":\"pay-p4\"}");
+    char id[64];
+    snprintf(id, sizeof(id), "%s", x->str);
+    freeReplyObject(x);
+    /* a ghost consumer got it 10 times and never acknowledged it */
+    freeReplyObject(fk_t_cmd(f.c, "XREADGROUP GROUP workers ghost COUNT 1 STREAMS %s:orders >", P));
+    freeReplyObject(
+        fk_t_cmd(f.c, "XCLAIM %s:orders workers ghost 0 %s RETRYCOUNT 10", P, id));
+    const char *wargs[] = {"--lease-ms=500", "--max-deliveries=10", NULL};
+    pid_t w = fk_t_worker(&f.r, "w1", wargs);
+    assert_true(fk_t_wait_order(f.c, P, "P4", "manual_review", 10000));
+    assert_true(fk_t_order_is(f.c, P, "P4", "manual_review", "late_payment"));
+    assert_true(field_is(f.c, "P4", "pay_status", "succeeded"));
+    assert_true(field_is(f.c, "P4", "payment_id", "pay-p4"));
+    assert_true(fk_t_int(f.c, "ZSCORE %s:review P4", P) > 0);
+    /* the dead stream has the entry once, saying where it went */
+    assert_int_equal(fk_t_int(f.c, "XLEN %s:dead", P), 1);
+    redisReply *d = fk_t_cmd(f.c, "XRANGE %s:dead - +", P);
+    redisReply *fl = d->element[0]->element[1];
+    int said = 0;
+    for (size_t k = 0; k + 1 < fl->elements; k += 2)
+        if (!strcmp(fl->element[k]->str, "history"))
+            said = strstr(fl->element[k + 1]->str, "re-queued as a payment entry") != NULL;
+    freeReplyObject(d);
+    assert_true(said);
+    /* both entries acknowledged (payment.lua acks in the call that applies it) */
+    redisReply *pe = fk_t_cmd(f.c, "XPENDING %s:orders workers", P);
+    assert_int_equal(pe->element[0]->integer, 0);
+    freeReplyObject(pe);
+    assert_int_equal(fk_t_stop(w), 0);
+    fx_stop(&f);
+}
+
 /* ---- trimming ------------------------------------------------------------------- */
 
 static char g_ids[16][64];
@@ -1094,6 +1146,7 @@ int main(void) {
         cmocka_unit_test(test_decline_races_paid_query),
         cmocka_unit_test(test_dead_fleet),
         cmocka_unit_test(test_poison_and_consumers),
+        cmocka_unit_test(test_poison_payment),
         cmocka_unit_test(test_trim),
         cmocka_unit_test(test_recovery_time),
     };

@@ -467,6 +467,7 @@ typedef struct got {
     char errmsg[256];
     char retry_after[64];
     int has_retry_after;
+    int late;
 } got;
 
 static void got_cb(void *arg, const fk_http_response *r) {
@@ -485,6 +486,7 @@ static void got_cb(void *arg, const fk_http_response *r) {
     snprintf(g->body, sizeof(g->body), "%s", r->body);
     snprintf(g->errmsg, sizeof(g->errmsg), "%s", r->errmsg);
     g->has_retry_after = r->retry_after != NULL;
+    g->late = r->late;
     snprintf(g->retry_after, sizeof(g->retry_after), "%s", r->retry_after ? r->retry_after : "");
 }
 
@@ -677,6 +679,91 @@ static void test_queue_time_counts(void **state) {
     assert_true(ms < 1000); /* not 600 in the queue + 600 on the wire */
     assert_int_equal(a.err, FK_ETIMEOUT);
     assert_int_equal(a.maybe_sent, 1);
+}
+
+static int request_by(const char *method, const char *path, const char *body,
+                      uint64_t deadline_ns, got *g) {
+    char u[256];
+    url(u, sizeof(u), path);
+    in_call = 1;
+    int rc = fk_http_request_by(H, method, u, NULL, body, body ? strlen(body) : 0, deadline_ns,
+                                got_cb, g);
+    in_call = 0;
+    return rc;
+}
+
+/* fk_http_request_by: a request whose deadline has passed when it would go
+ * out is not sent -- the server sees no request -- and completes unsent
+ * (FK_ETIMEOUT, late, maybe_sent 0, no status). The deadline is checked
+ * against the real clock: the process stalling between the call and the
+ * loop's next iteration (as a SIGSTOP would; the loop's cached time does
+ * not move) is caught, on a fresh connection and on a reused keep-alive one.
+ * A deadline still ahead, or none, changes nothing. */
+static void test_deadline(void **state) {
+    (void)state;
+    make_client(4, 5000);
+    got g[5];
+    memset(g, 0, sizeof(g));
+
+    /* already past: not sent on a new connection */
+    assert_int_equal(request_by("POST", "/ok", "{\"a\":1}", uv_hrtime() - 1, &g[0]), 0);
+    run_until(&g[0].calls, 1, 5000);
+    assert_int_equal(g[0].err, FK_ETIMEOUT);
+    assert_int_equal(g[0].late, 1);
+    assert_int_equal(g[0].maybe_sent, 0);
+    assert_int_equal(g[0].status, 0);
+    assert_string_equal(g[0].errmsg, "not sent: its deadline passed before it could go out");
+    assert_int_equal(S.requests, 0);
+
+    /* ahead: sent as usual; none: as fk_http_request */
+    assert_int_equal(request_by("POST", "/ok", "{}", uv_hrtime() + 5000000000ull, &g[1]), 0);
+    run_until(&g[1].calls, 1, 5000);
+    assert_int_equal(g[1].err, 0);
+    assert_int_equal(g[1].status, 200);
+    assert_int_equal(g[1].late, 0);
+    assert_int_equal(g[1].maybe_sent, 1);
+    assert_int_equal(request_by("GET", "/ok", NULL, 0, &g[2]), 0);
+    run_until(&g[2].calls, 1, 5000);
+    assert_int_equal(g[2].status, 200);
+    assert_int_equal(S.requests, 2);
+
+    /* ahead when asked, past by the time the loop runs again: the process
+     * stalls 100 ms right after the call (uv_sleep blocks it; uv_now() is
+     * still the stalled iteration's). The keep-alive connection is reused:
+     * no connect in between. */
+    assert_int_equal(request_by("POST", "/ok", "{}", uv_hrtime() + 20000000ull, &g[3]), 0);
+    uv_sleep(100);
+    run_until(&g[3].calls, 1, 5000);
+    assert_int_equal(g[3].err, FK_ETIMEOUT);
+    assert_int_equal(g[3].late, 1);
+    assert_int_equal(g[3].maybe_sent, 0);
+    assert_int_equal(g[3].status, 0);
+    assert_int_equal(S.requests, 2);
+
+    /* the handle and connection carry on */
+    assert_int_equal(request_by("GET", "/ok", NULL, uv_hrtime() + 5000000000ull, &g[4]), 0);
+    run_until(&g[4].calls, 1, 5000);
+    assert_int_equal(g[4].status, 200);
+    assert_int_equal(g[4].late, 0);
+    assert_int_equal(S.requests, 3);
+    assert_int_equal(fk_http_inflight(H), 0);
+}
+
+/* A queued request whose deadline passes while it waits is not sent either:
+ * when a slot frees up it completes late, unsent. */
+static void test_deadline_in_queue(void **state) {
+    (void)state;
+    make_client(1, 5000);
+    got a = {0}, b = {0};
+    assert_int_equal(request("POST", "/delay/300", "{}", &a), 0);
+    assert_int_equal(request_by("POST", "/ok", "{}", uv_hrtime() + 50000000ull, &b), 0);
+    run_until(&b.calls, 1, 5000);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(b.err, FK_ETIMEOUT);
+    assert_int_equal(b.late, 1);
+    assert_int_equal(b.maybe_sent, 0);
+    assert_int_equal(S.requests, 1);
 }
 
 static void test_closed_without_answer(void **state) {
@@ -1011,7 +1098,7 @@ static void gw_cb(void *arg, const fk_gw_result *r) {
 }
 
 static void charge(fk_gateway *gw, const char *key, gwgot *g) {
-    fk_charge_req req = {key, "A1001", NULL, "buyer@example.com", 3000};
+    fk_charge_req req = {key, "A1001", NULL, "buyer@example.com", 3000, 0};
     int before = g->calls;
     in_call = 1;
     assert_int_equal(fk_gateway_charge(gw, &req, gw_cb, g), 0);
@@ -1025,6 +1112,41 @@ static void query(fk_gateway *gw, const char *key, gwgot *g) {
     assert_int_equal(fk_gateway_query(gw, key, gw_cb, g), 0);
     in_call = 0;
     run_until(&g->calls, before + 1, 5000);
+}
+
+/* A charge past its deadline is not sent (the gateway sees no request) and
+ * classifies as TRANSIENT, maybe_charged 0, reason "late" -- what the
+ * pipeline takes as its charge.late refusal. A query has no deadline. */
+static void test_gateway_charge_deadline(void **state) {
+    (void)state;
+    make_client(4, 1000);
+    fk_gateway *gw = NULL;
+    char base[256];
+    url(base, sizeof(base), "/gw/");
+    assert_int_equal(fk_gateway_init(&gw, H, base), 0);
+    S.gw_status = 200;
+    snprintf(S.gw_body, sizeof(S.gw_body), "{\"id\":\"ch_1\",\"status\":\"succeeded\"}");
+    gwgot g = {0};
+    fk_charge_req req = {"k-late", "A1", NULL, NULL, 100, uv_hrtime() - 1};
+    in_call = 1;
+    assert_int_equal(fk_gateway_charge(gw, &req, gw_cb, &g), 0);
+    in_call = 0;
+    run_until(&g.calls, 1, 5000);
+    assert_int_equal(g.r.outcome, FK_GW_TRANSIENT);
+    assert_int_equal(g.r.maybe_charged, 0);
+    assert_string_equal(g.r.reason, "late");
+    assert_int_equal(g.r.http_status, 0);
+    assert_int_equal(S.requests, 0);
+    /* the same charge with time left goes out */
+    req.deadline_ns = uv_hrtime() + 5000000000ull;
+    in_call = 1;
+    assert_int_equal(fk_gateway_charge(gw, &req, gw_cb, &g), 0);
+    in_call = 0;
+    run_until(&g.calls, 2, 5000);
+    assert_int_equal(g.r.outcome, FK_GW_PAID);
+    assert_int_equal(S.requests, 1);
+    assert_string_equal(S.idem, "k-late");
+    fk_gateway_free(gw);
 }
 
 static void test_gateway_e2e(void **state) {
@@ -1084,17 +1206,17 @@ static void test_gateway_e2e(void **state) {
     assert_int_equal(g.calls, 5);
 
     /* invalid arguments: refused at once, no callback */
-    fk_charge_req bad = {"", "A1", NULL, NULL, 1};
+    fk_charge_req bad = {"", "A1", NULL, NULL, 1, 0};
     assert_int_equal(fk_gateway_charge(gw, &bad, gw_cb, &g), FK_EINVAL);
-    fk_charge_req bad2 = {"k\r\nX: y", "A1", NULL, NULL, 1};
+    fk_charge_req bad2 = {"k\r\nX: y", "A1", NULL, NULL, 1, 0};
     assert_int_equal(fk_gateway_charge(gw, &bad2, gw_cb, &g), FK_EINVAL);
-    fk_charge_req bad3 = {"k", "A1", NULL, NULL, -1};
+    fk_charge_req bad3 = {"k", "A1", NULL, NULL, -1, 0};
     assert_int_equal(fk_gateway_charge(gw, &bad3, gw_cb, &g), FK_EINVAL);
     assert_int_equal(fk_gateway_query(gw, NULL, gw_cb, &g), FK_EINVAL);
     /* dot segments: GET /charges/.. would reach GET / */
     assert_int_equal(fk_gateway_query(gw, "..", gw_cb, &g), FK_EINVAL);
     assert_int_equal(fk_gateway_query(gw, ".", gw_cb, &g), FK_EINVAL);
-    fk_charge_req bad4 = {"..", "A1", NULL, NULL, 1};
+    fk_charge_req bad4 = {"..", "A1", NULL, NULL, 1, 0};
     assert_int_equal(fk_gateway_charge(gw, &bad4, gw_cb, &g), FK_EINVAL);
     assert_int_equal(g.calls, 5);
     fk_gateway_free(gw);
@@ -1356,7 +1478,7 @@ static void mock_script(const mock *m, const char *key, const char *outcomes) {
 }
 
 static void charge_amount(fk_gateway *gw, const char *key, long long amount, gwgot *g) {
-    fk_charge_req req = {key, "M1", "CNY", "b@example.com", amount};
+    fk_charge_req req = {key, "M1", "CNY", "b@example.com", amount, 0};
     int before = g->calls;
     in_call = 1;
     assert_int_equal(fk_gateway_charge(gw, &req, gw_cb, g), 0);
@@ -1569,6 +1691,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_dns_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_time_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_in_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_without_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_churn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parked_connection_dropped, setup, teardown),
@@ -1578,6 +1702,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gateway_e2e, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gateway_charge_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_webhook_e2e, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_verification, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_handshake_timeout, setup, teardown),

@@ -15,6 +15,9 @@
  *  - promote.lua: only due ids move, never twice, the next wait is right;
  *  - dead.lua: an existing order is never overwritten, a settled entry is
  *    'gone';
+ *  - reclaim.lua: a poison entry is dead-lettered and its order re-queued
+ *    (a `payment` entry as itself, raw unchanged); a dead stream key of
+ *    another type fails the call before any write;
  *  - accept.lua: paid-mode completion, out of stock, duplicate key,
  *    conflicting parameters, resume, charge mode and leases.
  * Keys are built with common/keys.h under a test prefix. */
@@ -365,6 +368,93 @@ static void t_reclaim_poison_requeues(void **state) {
     assert_non_null(strstr(tail, "retry"));
     assert_non_null(strstr(tail, "RQ1@"));
     assert_string_equal(q("XLEN %s", g_k.stream), "3");
+}
+
+/* The reclaim.lua call of t_reclaim_*: caller c2, min idle 0, count 10,
+ * max deliveries 3. */
+static const char *reclaim_call(void) {
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, g_k.stream);
+    fk_args_str(&a, g_k.dead);
+    fk_args_str(&a, g_k.stats);
+    fk_args_str(&a, "t:minute");
+    fk_args_str(&a, GROUP);
+    fk_args_str(&a, "c2");
+    fk_args_ll(&a, 0);
+    fk_args_ll(&a, 10);
+    fk_args_ll(&a, 3);
+    fk_args_ll(&a, 1000);
+    return call(FK_LUA_RECLAIM, 4, &a);
+}
+
+/* reclaim.lua: a `payment` entry over max-deliveries is dead-lettered and
+ * re-added as the same `payment` entry (not a retry, which would lose the
+ * shop's report), and acknowledged. */
+static void t_reclaim_poison_payment(void **state) {
+    (void)state;
+    static const char pay[] =
+        "{\"order_id\":\"RP1\",\"status\":\"succeeded\",\"payment_id\":\"pay-1\"}";
+    char id[64], want[512];
+    pending_entry(id, sizeof(id), "payment", pay);
+    for (int i = 0; i < 3; i++) /* re-deliver: the count grows */
+        freeReplyObject(fk_t_cmd(g_c, "XREADGROUP GROUP %s c1 COUNT 100 STREAMS %s 0", GROUP,
+                                 g_k.stream));
+    assert_string_equal(reclaim_call(), "[]");
+    assert_int_equal(pending_count(), 0);
+    assert_int_equal(stat_of("dead"), 1);
+    /* the stream: the original entry and the payment again, same raw */
+    assert_string_equal(q("XLEN %s", g_k.stream), "2");
+    redisReply *r = fk_t_cmd(g_c, "XRANGE %s - +", g_k.stream);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[0]->element[0]->str, id);
+    redisReply *f = r->element[1]->element[1];
+    assert_int_equal(f->elements, 2);
+    assert_string_equal(f->element[0]->str, "payment");
+    assert_string_equal(f->element[1]->str, pay);
+    freeReplyObject(r);
+    /* the dead stream: the entry with its history */
+    snprintf(want, sizeof(want), "'raw','%s','error','delivered 4 times without being settled',"
+             "'source_id','%s','kind','payment','order_id','RP1','history','last consumer c1, "
+             "idle ", pay, id);
+    const char *dead = q("XRANGE %s - +", g_k.dead);
+    if (!strstr(dead, want)) fail_msg("dead stream: %s", dead);
+    assert_non_null(strstr(dead, "deliveries 4; payment for order RP1 re-queued as a payment "
+                                 "entry']]]"));
+    assert_null(strstr(q("XRANGE %s - +", g_k.stream), "retry"));
+}
+
+/* reclaim.lua: with the dead stream key holding another type, a poison
+ * entry fails the call before anything is written (Lua does not roll
+ * back): no retry entry, no dead entry, no ack, no count; the entry stays
+ * pending and the next pass does not add another entry either. */
+static void t_reclaim_dead_wrongtype(void **state) {
+    (void)state;
+    char id[64];
+    pending_entry(id, sizeof(id), "order",
+                  "{\"order_id\":\"RW1\",\"sku\":\"s\",\"qty\":1,\"amount\":1}");
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(fk_t_cmd(g_c, "XREADGROUP GROUP %s c1 COUNT 100 STREAMS %s 0", GROUP,
+                                 g_k.stream));
+    freeReplyObject(fk_t_cmd(g_c, "SET %s oops", g_k.dead));
+    char want[256];
+    snprintf(want, sizeof(want), "ERR(ERR %s is a string, not the dead stream)", g_k.dead);
+    for (int pass = 0; pass < 2; pass++) {
+        char *before = snapshot();
+        char got[512];
+        snprintf(got, sizeof(got), "%s", reclaim_call());
+        assert_unchanged(before);
+        assert_string_equal(got, want);
+    }
+    assert_string_equal(q("XLEN %s", g_k.stream), "1");
+    assert_int_equal(pending_count(), 1);
+    assert_string_equal(q("GET %s", g_k.dead), "'oops'");
+    /* repaired, the next pass dead-letters it once */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.dead));
+    assert_string_equal(reclaim_call(), "[]");
+    assert_int_equal(pending_count(), 0);
+    assert_string_equal(q("XLEN %s", g_k.dead), "1");
+    assert_string_equal(q("XLEN %s", g_k.stream), "2");
 }
 
 static int by_name(const void *a, const void *b) {
@@ -1909,6 +1999,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_accept_implicit_key, flush),
         cmocka_unit_test_setup(t_trim_under_oom, flush),
         cmocka_unit_test_setup(t_reclaim_poison_requeues, flush),
+        cmocka_unit_test_setup(t_reclaim_poison_payment, flush),
+        cmocka_unit_test_setup(t_reclaim_dead_wrongtype, flush),
     };
     return cmocka_run_group_tests_name("scripts", tests, group_setup, group_teardown);
 }
