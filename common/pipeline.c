@@ -22,6 +22,8 @@
 #include "scripts.h"
 #include "transition.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,6 +381,13 @@ static void charge_now(fk_job *j) {
  * time the guard names (plus jitter, so a herd does not come back at one
  * instant), with its attempts untouched (op W), and the entry is acked. */
 
+/* Bounds on a refusal's wait (see on_guard): the floor keeps a refused
+ * order from cycling through the retry set without a pause; the bucket's
+ * longest wait is a minute of queued slots plus one token's time at the
+ * lowest rate (1/s), the breaker's a cool-down. */
+#define GUARD_WAIT_MIN_MS 10
+#define GUARD_RATE_WAIT_MAX_MS 61000
+
 typedef struct guard_call {
     fk_job *j;
     void (*go)(fk_job *j);
@@ -399,12 +408,26 @@ static void on_guard(void *arg, int err, const fk_guard_verdict *v) {
         go(j);
         return;
     }
+    /* The wait is computed from hashes anyone can edit. guard_check.lua
+     * reads them strictly, but the order's schedule does not rest on that:
+     * at least GUARD_WAIT_MIN_MS, so that no answer (a negative one was
+     * -2^63 once) makes a refusal spin through the retry set, and at most
+     * what guard_check.lua asks for of a hash it wrote itself (a cool-down,
+     * or a minute of queued slots and one token), so that no answer parks
+     * the order for good: past that it just asks again. */
+    const fk_config *cfg = j->ctx->cfg;
+    long long wait = v->wait_ms,
+              max_wait = cfg->breaker_cooldown_ms > GUARD_RATE_WAIT_MAX_MS
+                             ? cfg->breaker_cooldown_ms
+                             : GUARD_RATE_WAIT_MAX_MS;
+    if (wait < GUARD_WAIT_MIN_MS) wait = GUARD_WAIT_MIN_MS;
+    if (wait > max_wait) wait = max_wait;
     /* the bucket already spaced refused calls one token apart: jitter
      * within a token's time; a breaker refusal is spread wider */
-    long long rps = j->ctx->cfg->rate_limit_rps;
-    long long delay = v->wait_ms + (strcmp(v->why, "rate") == 0 && rps > 0
-                                        ? fk_rand_upto(1000 / rps)
-                                        : fk_rand_upto(v->wait_ms / 2 + 200));
+    long long rps = cfg->rate_limit_rps;
+    long long delay = wait + (strcmp(v->why, "rate") == 0 && rps > 0
+                                  ? fk_rand_upto(1000 / rps)
+                                  : fk_rand_upto(wait / 2 + 200));
     fk_debug("order.deferred", oid(j),
             "gateway guard refused (%s, breaker %s): again in %lld ms, no attempt used",
             v->why, v->state, delay);
@@ -623,26 +646,109 @@ static int set_strings(fk_job *j, const char *idem, const char *sku, const char 
     return 0;
 }
 
+/* A number field of the order record that is not one faka would have
+ * written: which, what it holds, and the range it must be in. */
+typedef struct bad_field {
+    const char *name;
+    const char *value;
+    long long lo, hi;
+} bad_field;
+
+/* The integer s spells into *out, if s is nothing but decimal digits (a
+ * '-' first when lo < 0) and the value is in lo..hi; else -1. The record
+ * is outside input (an operator or another version may write anything
+ * into it): atoi/atoll read "5e3" as 5, "0x10" as 0, " 7" as 7 and wrap
+ * "2147483647" + 1, so none of them may decide an amount or a count. */
+static int parse_count(const char *s, long long lo, long long hi, long long *out) {
+    const char *d = (s[0] == '-' && lo < 0) ? s + 1 : s;
+    if (*d < '0' || *d > '9') return -1; /* no sign, space or empty string */
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Field i of r as a number in lo..hi; the first one that is not goes into
+ * *bad (when bad->name is still NULL) and *out is left alone. */
+static void load_count(const redisReply *r, size_t i, const char *name, long long lo,
+                       long long hi, long long *out, bad_field *bad) {
+    const char *s = elem(r, i);
+    if (parse_count(s, lo, hi, out) == 0 || bad->name) return;
+    bad->name = name;
+    bad->value = s;
+    bad->lo = lo;
+    bad->hi = hi;
+}
+
 /* Parse fk_work's reply: {'work', state, fence, charge, attempts, idem, sku,
  * qty, amount, currency, buyer, pay_status, payment_id, polls, resv
- * [, '1' when this call recorded charge=sent]}. */
-static int load_work(fk_job *j, const redisReply *r) {
+ * [, '1' when this call recorded charge=sent]}. A number that is not one
+ * (see parse_count) leaves the job's number as it was and is named in *bad;
+ * the caller must not carry the order on then (bad_record). attempts and
+ * polls stop below INT_MAX: the pipeline counts one more. */
+static int load_work(fk_job *j, const redisReply *r, bad_field *bad) {
     if (r->elements < 15) return FK_EPROTO;
+    memset(bad, 0, sizeof(*bad));
     j->state = fk_state_parse(elem(r, 1));
     snprintf(j->fence, sizeof(j->fence), "%s", elem(r, 2));
     snprintf(j->charge, sizeof(j->charge), "%s", elem(r, 3)[0] ? elem(r, 3) : "none");
-    j->attempts = atoi(elem(r, 4));
+    long long attempts = 0, qty = 0, amount = 0, polls = 0;
+    /* a record without attempts or polls (written before they were) has
+     * none; qty and amount are always written with the record */
+    if (elem(r, 4)[0]) load_count(r, 4, "attempts", 0, INT_MAX - 1, &attempts, bad);
     const char *idem = elem(r, 5);
     if (set_strings(j, idem[0] ? idem : j->o.order_id, elem(r, 6), elem(r, 10)))
         return FK_ENOMEM;
-    j->o.qty = atoi(elem(r, 7));
-    j->o.amount = atoll(elem(r, 8));
+    load_count(r, 7, "qty", 1, FK_QTY_MAX, &qty, bad);
+    load_count(r, 8, "amount", 0, FK_AMOUNT_MAX, &amount, bad);
+    if (elem(r, 13)[0]) load_count(r, 13, "polls", 0, INT_MAX - 1, &polls, bad);
+    j->attempts = (int)attempts;
+    j->o.qty = (int)qty;
+    j->o.amount = amount;
     snprintf(j->o.currency, sizeof(j->o.currency), "%s", elem(r, 9));
     snprintf(j->pay_status, sizeof(j->pay_status), "%s", elem(r, 11));
     snprintf(j->payment_id, sizeof(j->payment_id), "%s", elem(r, 12));
-    j->polls = atoi(elem(r, 13));
+    j->polls = (int)polls;
     j->sent_now = j->send && strcmp(elem(r, 15), "1") == 0 && strcmp(j->charge, "sent") == 0;
     return j->state == FK_ST_NONE ? FK_EPROTO : 0;
+}
+
+/* The record holds a number faka cannot act on (load_work): its amount,
+ * qty or counts may be anything, so the order is not carried on (no
+ * charge, no delivery) and a human is told which field is wrong. Whether
+ * money may have moved decides where it goes (docs/STATES.md, "A record
+ * that cannot be read"):
+ *  - processing, no charge can exist (charge none or absent, or this take
+ *    just recorded sent over one of those and posted nothing) and the shop
+ *    reported no payment: failed/invalid_order, its codes back to stock;
+ *  - otherwise (a charge may exist, was paid or is pending, or the shop
+ *    reported it paid): manual_review/invalid_order, its codes held. */
+static void bad_record(fk_job *j, const bad_field *b) {
+    char detail[256];
+    int nothing_charged = (j->sent_now || strcmp(j->charge, "none") == 0 ||
+                           strcmp(j->charge, "absent") == 0) &&
+                          strcmp(j->pay_status, "succeeded") != 0;
+    int fail_it = j->state == FK_ST_PROCESSING && nothing_charged;
+    fk_error("order.bad_record", oid(j),
+             "the record's %s \"%.40s\" is not an integer from %lld to %lld (charge %s); %s",
+             b->name, b->value, b->lo, b->hi, j->charge,
+             fail_it ? "failing the order: nothing was charged" : "sending it to review");
+    if (fail_it) {
+        snprintf(detail, sizeof(detail),
+                 "the order record's %s field is not an integer from %lld to %lld; you have "
+                 "not been charged",
+                 b->name, b->lo, b->hi);
+        /* a charge=sent recorded with this take posted nothing: undo it */
+        fail(j, FK_R_INVALID_ORDER, detail, j->sent_now ? "none" : NULL);
+        return;
+    }
+    snprintf(detail, sizeof(detail),
+             "the order record's %s field is not an integer from %lld to %lld, and a "
+             "payment may exist; staff will check it and deliver or refund",
+             b->name, b->lo, b->hi);
+    review(j, j->state, FK_R_INVALID_ORDER, detail);
 }
 
 /* Parse accept's answer for a record it just wrote: {'new', charge,
@@ -675,7 +781,13 @@ static void work_loaded(fk_job *j, int rc) {
 /* Common handling of fk_take / fk_work answers (accept, resume). */
 static void on_take(fk_job *j, redisReply *reply, const char *st) {
     if (strcmp(st, "work") == 0) {
-        work_loaded(j, load_work(j, reply));
+        bad_field bad;
+        int rc = load_work(j, reply, &bad);
+        if (rc == 0 && bad.name) {
+            bad_record(j, &bad);
+            return;
+        }
+        work_loaded(j, rc);
         return;
     }
     if (strcmp(st, "busy") == 0) {

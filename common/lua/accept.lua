@@ -47,9 +47,12 @@ if owner and owner ~= oid then return {'dup', owner} end
 if not owner and not implicit then
   -- the order named by the key holds it implicitly if it took it as its
   -- own (no idem field, or its own id), and is not itself refused for
-  -- another order's key, its input or a cooldown
+  -- another order's key, its input or a cooldown (failed with one of
+  -- those reasons: an order a worker sent to review because its record
+  -- could not be read, invalid_order, may hold a charge under the key)
   local w = redis.call('HMGET', wkey, 'state', 'idem', 'reason')
-  if w[1] and (not w[2] or w[2] == ARGV[4]) and not FK_NO_CLAIM[w[3]] then
+  if w[1] and (not w[2] or w[2] == ARGV[4]) and
+      not (w[1] == FK_ST.FAILED and FK_NO_CLAIM[w[3]]) then
     return {'dup', ARGV[4]}
   end
 end
@@ -66,7 +69,9 @@ if cur[1] then
 end
 
 if ckey then
-  local untl = tonumber(redis.call('HGET', ckey, 'until') or '0') or 0
+  -- an `until` that is not a time (lib.lua fk_int) is no cooldown: a
+  -- refusal must be able to say when to come back, and holds no money
+  local untl = fk_int(redis.call('HGET', ckey, 'until')) or 0
   -- a payment the shop already reported succeeded is never refused
   if untl > now and redis.call('HGET', okey, 'pay_status') ~= 'succeeded' then
     local secs = string.format('%d', math.ceil((untl - now) / 1000))

@@ -24,6 +24,9 @@
 -- The failure streak spans batches: a batch without a success adds its
 -- failures to it, a batch with one restarts it at its trailing failures.
 -- Returns {state, change} with change '' | 'opened' | 'closed' | 'reopened'
+-- The hash is outside input (redis-cli): a bucket whose numbers are not
+-- integers (lib.lua fk_int) counts as empty, an unreadable streak as 0 --
+-- never an error that would leave the breaker where it is for good.
 local bkey = KEYS[1]
 local nok, nbad, trail = tonumber(ARGV[1]) or 0, tonumber(ARGV[2]) or 0, ARGV[3]
 local failed, probe = nbad > 0, ARGV[4] == '1'
@@ -40,21 +43,26 @@ local cur = b[1]
 local calls, fails = 0, 0
 if cur then
   local s, c, f = string.match(cur, '^(%d+):(%d+):(%d+)$')
-  if tonumber(s) == sec then calls, fails = tonumber(c), tonumber(f) end
+  c, f = fk_int(c), fk_int(f)
+  if fk_int(s) == sec and c and f then calls, fails = c, f end
 end
 calls = calls + nok + nbad
 fails = fails + nbad
 -- (numbers go to Redis as strings: a number argument costs Redis a %.17g
 -- conversion)
 local bucket = string.format('%d:%d:%d', sec, calls, fails)
-if nok > 0 then redis.call('HINCRBY', bkey, 'calls_ok', ARGV[1]) end
-if nbad > 0 then redis.call('HINCRBY', bkey, 'calls_failed', ARGV[2]) end
+if nok > 0 then fk_bump(bkey, 'calls_ok', ARGV[1]) end
+if nbad > 0 then fk_bump(bkey, 'calls_failed', ARGV[2]) end
 
 local state = b[2] or 'closed'
 local consecutive
 if nok == 0 then
-  redis.call('HSET', bkey, slot, bucket)
-  consecutive = redis.call('HINCRBY', bkey, 'consecutive', ARGV[2])
+  -- the streak as read plus this batch's failures (HINCRBY would fail the
+  -- report on a streak that is not an integer)
+  consecutive = fk_int(b[3]) or 0
+  if consecutive < 0 then consecutive = 0 end
+  consecutive = consecutive + nbad
+  redis.call('HSET', bkey, slot, bucket, 'consecutive', string.format('%d', consecutive))
 else
   consecutive = tonumber(trail) or 0
   if b[3] == trail then
@@ -67,7 +75,7 @@ end
 local function open(change)
   redis.call('HSET', bkey, 'state', 'open', 'opened_at', now, 'open_until', now + cooldown,
     'probes_used', 0)
-  redis.call('HINCRBY', bkey, 'opens', 1)
+  fk_bump(bkey, 'opens', '1')
   return {'open', change}
 end
 
@@ -90,8 +98,9 @@ if pct > 0 then
   for i = 1, #ring do
     if ring[i] then
       local s, c, f = string.match(ring[i], '^(%d+):(%d+):(%d+)$')
-      if s and sec - tonumber(s) < window then
-        tc, tf = tc + tonumber(c), tf + tonumber(f)
+      s, c, f = fk_int(s), fk_int(c), fk_int(f)
+      if s and c and f and sec - s < window then
+        tc, tf = tc + c, tf + f
       end
     end
   end

@@ -79,6 +79,45 @@ local function fk_reserve(skey, qty_s, qty)
   return got
 end
 
+-- The integer a field read from Redis spells, or nil: what fk_is_int
+-- takes ('^%-?%d+$', at most 15 characters: an integer HINCRBY would take,
+-- and Lua's double holds exactly), and nil for a missing field. Records
+-- and hashes are outside input -- an operator or another version may write
+-- anything into them -- and tonumber reads far too much as a number:
+-- 'inf', 'nan', hex ('0x7fffffffffffffff'), an exponent ('5e3'), padding
+-- spaces. Every number the scripts read from a hash goes through this (or
+-- fk_num), never through a bare tonumber; each call site says what an
+-- unreadable value means there.
+local function fk_int(s)
+  if type(s) ~= 'string' or #s > 15 or not string.find(s, '^%-?%d+$') then return nil end
+  return tonumber(s)
+end
+
+-- A finite number as Lua's tostring writes a fraction ('2.5', '1e-05'),
+-- within +-10^15, or nil: for the few hash fields the scripts write as
+-- fractions (the token bucket's tokens and next slot). No 'inf', 'nan',
+-- hex or spaces.
+local function fk_num(s)
+  if type(s) ~= 'string' or #s > 32 or not string.find(s, '^%-?[%d.]+[eE]?[-+]?%d*$') then
+    return nil
+  end
+  local v = tonumber(s)
+  if not v or v ~= v or v >= 1e15 or v <= -1e15 then return nil end
+  return v
+end
+
+-- HINCRBY on a counter that decides nothing (a breaker's or bucket's
+-- `denied`, `opens`, `calls_ok` ...): one that is not an integer (edited
+-- with redis-cli) starts afresh at n, where HINCRBY would fail the whole
+-- call -- and with it every gateway call that asks the guard.
+local function fk_bump(key, field, n)
+  local r = redis.pcall('HINCRBY', key, field, n)
+  if type(r) == 'table' and r.err then
+    redis.call('HSET', key, field, n)
+    return tonumber(n)
+  end
+  return r
+end
 
 -- An order reached a final state: count it (totals, failures by reason,
 -- retry-count distribution, retry duration), drop its lease, and let a
@@ -88,8 +127,11 @@ end
 local function fk_finalize(okey, stats, minute, state, reason, now, retention, known)
   local h = known or redis.call('HMGET', okey, 'attempts', 'first_fail_at')
   local attempts = h[1] or '0'
-  if not string.find(attempts, '^%d+$') then attempts = tonumber(attempts) or 0 end
-  local first_fail = tonumber(h[2] or '0') or 0
+  -- a count that is not one (edited by hand) is counted under 0; a first
+  -- failure that is no time (or a future one) is left out of the durations
+  if #attempts > 15 or not string.find(attempts, '^%d+$') then attempts = '0' end
+  local first_fail = fk_int(h[2]) or 0
+  if first_fail > now then first_fail = 0 end
   fk_count(stats, minute, state, 1)
   if reason ~= '' then fk_count(stats, minute, 'reason:' .. reason, 1) end
   redis.call('HINCRBY', stats, 'attempts:' .. attempts, '1')
@@ -124,7 +166,8 @@ local function fk_cool_fail(ckey, oid, reason, now, n, window_s, cool_s)
   local live, old = {}, {}
   for i = 1, #h, 2 do
     if string.sub(h[i], 1, 2) == 'f:' then
-      if (tonumber(h[i + 1]) or 0) <= now - w then old[#old + 1] = h[i]
+      -- (a failure time that is not one counts as old: it goes)
+      if (fk_int(h[i + 1]) or 0) <= now - w then old[#old + 1] = h[i]
       else live[#live + 1] = h[i] end
     end
   end
@@ -135,7 +178,8 @@ local function fk_cool_fail(ckey, oid, reason, now, n, window_s, cool_s)
     redis.call('HDEL', ckey, unpack(live))
     if c > ttl then ttl = c end
   else
-    local untl = tonumber(redis.call('HGET', ckey, 'until') or '0') or 0
+    -- (an `until` that is not a time holds nothing: see accept.lua)
+    local untl = fk_int(redis.call('HGET', ckey, 'until')) or 0
     if untl - now > ttl then ttl = untl - now end
   end
   redis.call('PEXPIRE', ckey, ttl + 1000)
@@ -208,7 +252,11 @@ local function fk_take(okey, rkey, stream, group, entry, oid, lease_ms, now, sen
     fk_ack(stream, group, entry)
     return {'done', st}
   end
-  if (tonumber(h[2] or '0') or 0) > now then
+  -- A lease_until that is not a time is no lease: the order is taken (the
+  -- fence bump still shuts out whoever held it). Read as a number, '0x7ff...'
+  -- or 'inf' would be a lease for ever: every entry 'owned', the order in no
+  -- queue, and the reaper (settle_take.lua) keeping it busy for good.
+  if (fk_int(h[2]) or 0) > now then
     if h[3] == entry then return {'busy'} end
     fk_ack(stream, group, entry)
     return {'owned'}

@@ -31,7 +31,9 @@ if not due then return {'gone', st} end
 local now = fk_now()
 due = tonumber(due)
 if due > now then return {'notdue', tostring(due - now)} end
-local lease = tonumber(h[2] or '0') or 0
+-- a lease_until that is not a time (lib.lua fk_int) is no lease, as in
+-- fk_take: the order is settled now, not parked at a score of 9.2e18
+local lease = fk_int(h[2]) or 0
 if lease > now then
   redis.call('ZADD', akey, 'XX', lease, oid)
   return {'busy', tostring(lease - now)}

@@ -4,7 +4,8 @@
  * transient faults (lost responses included) end in clear states with no
  * double charge; retries start close to their due time with several
  * workers; a 20 s gateway outage is ridden out; the shop webhook is signed
- * and delivered. */
+ * and delivered; numbers edited into an order record between attempts are
+ * acted on by no charge. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -511,6 +512,98 @@ static void test_notify_requeue(void **state) {
     fleet_stop(&f);
 }
 
+/* Wait until order id's attempts field reads want (the retry transition
+ * writes it with the retry's due time). */
+static int wait_attempts(redisContext *c, const char *id, long long want, long timeout_ms) {
+    long long end = fk_t_now_ms() + timeout_ms, v = -1;
+    while (fk_t_now_ms() < end) {
+        v = fk_t_int(c, "HGET %s:order:%s attempts", P, id);
+        if (v == want) return 1;
+        fk_t_sleep_ms(5);
+    }
+    fprintf(stderr, "%s: attempts %lld, want %lld\n", id, v, want);
+    return 0;
+}
+
+/* The order record is outside input: an operator (or another version)
+ * edits a number between two attempts, while the retry waits out a 429's
+ * Retry-After (>= 1 s). The worker acts on none of it (docs/STATES.md, "A
+ * record that cannot be read"):
+ *  - B_amt: amount "5e3" (atoll read 5, and the gateway was charged 5),
+ *    nothing charged yet (the POST got 429): failed/invalid_order, the code
+ *    back in stock, no second POST;
+ *  - B_att: attempts 2147483647 (atoi's int overflowed at the next failure,
+ *    and the order never reached its retry limit), after a 503 (the charge
+ *    may exist): manual_review/invalid_order, codes held, no further POST.
+ * Both messages name the field. */
+static void test_record_garbage(void **state) {
+    (void)state;
+    fleet f;
+    fleet_start(&f, 1, fast, NULL);
+    fk_t_load_stock(f.c, P, 10);
+    /* every GET is throttled (429, Retry-After: 1); POSTs follow the scripts */
+    fk_t_gateway_post(&f.g, "/_faults", "{\"p_429\":1.0,\"faults_on_get\":true}");
+    script(&f, "B_amt", "[\"429\",\"ok\"]");
+    script(&f, "B_att", "[\"503\",\"ok\"]");
+    long long stock0 = fk_t_int(f.c, "LLEN %s:stock:%s", P, fk_t_sku(0));
+    submit(f.c, "B_amt", fk_t_sku(0), 1, "b@x");
+    submit(f.c, "B_att", fk_t_sku(1), 1, "b@x");
+    /* B_amt: POST 429, retry in >= 1 s; B_att: POST 503, then the status
+     * query 429, retry in >= 1 s */
+    assert_true(wait_attempts(f.c, "B_amt", 1, 20000));
+    freeReplyObject(fk_t_cmd(f.c, "HSET %s:order:B_amt amount 5e3", P));
+    assert_true(wait_attempts(f.c, "B_att", 2, 20000));
+    freeReplyObject(fk_t_cmd(f.c, "HSET %s:order:B_att attempts 2147483647", P));
+    assert_true(fk_t_wait_order(f.c, P, "B_amt", "failed", 20000));
+    assert_true(fk_t_wait_order(f.c, P, "B_att", "manual_review", 20000));
+    assert_true(fk_t_order_is(f.c, P, "B_amt", "failed", "invalid_order"));
+    assert_true(fk_t_order_is(f.c, P, "B_att", "manual_review", "invalid_order"));
+    redisReply *r = fk_t_cmd(f.c, "HMGET %s:order:B_amt message resv charge", P);
+    assert_non_null(strstr(r->element[0]->str, "amount"));
+    assert_non_null(strstr(r->element[0]->str, "not been charged"));
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_NIL); /* released */
+    assert_string_equal(r->element[2]->str, "absent");
+    freeReplyObject(r);
+    assert_int_equal(fk_t_int(f.c, "LLEN %s:stock:%s", P, fk_t_sku(0)), stock0);
+    r = fk_t_cmd(f.c, "HMGET %s:order:B_att message resv charge", P);
+    assert_non_null(strstr(r->element[0]->str, "attempts"));
+    assert_int_equal(r->element[1]->type, REDIS_REPLY_STRING); /* held for the human */
+    assert_string_equal(r->element[2]->str, "unknown");
+    freeReplyObject(r);
+    assert_true(fk_t_int(f.c, "ZSCORE %s:review B_att", P) > 0);
+    /* one POST each (the 429, the 503): nothing charged, no wrong amount */
+    expect_ledger(&f, "B_amt", 0, 1);
+    expect_ledger(&f, "B_att", 0, 1);
+    fleet_stop(&f);
+}
+
+/* A breaker hash edited to stay open for three thousand years: the worker
+ * defers the order (op W, no attempt used) for at most a minute and a half
+ * (pipeline.c clamps the guard's wait to max(cool-down, 61 s), plus
+ * jitter), so it asks again then instead of never. */
+static void test_guard_wait_clamped(void **state) {
+    (void)state;
+    fleet f;
+    fleet_start(&f, 1, fast, NULL);
+    fk_t_load_stock(f.c, P, 10);
+    freeReplyObject(
+        fk_t_cmd(f.c, "HSET %s:breaker state open open_until 99999999999999", P));
+    submit(f.c, "B_w", fk_t_sku(0), 1, "b@x");
+    long long end = fk_t_now_ms() + 20000;
+    while (fk_t_now_ms() < end && fk_t_stat(f.c, P, "deferred") < 1) fk_t_sleep_ms(20);
+    assert_int_equal(fk_t_stat(f.c, P, "deferred"), 1);
+    redisReply *tr = fk_t_cmd(f.c, "TIME");
+    long long now = atoll(tr->element[0]->str) * 1000 + atoll(tr->element[1]->str) / 1000;
+    freeReplyObject(tr);
+    long long due = fk_t_int(f.c, "ZSCORE %s:retry B_w", P);
+    fprintf(stderr, "# deferred by %lld ms\n", due - now);
+    assert_true(due - now > 55000 && due - now <= 61000 + 30700);
+    assert_true(fk_t_order_is(f.c, P, "B_w", "processing", ""));
+    assert_int_equal(fk_t_int(f.c, "HGET %s:order:B_w attempts", P), 0);
+    expect_ledger(&f, "B_w", -1, -1); /* never called */
+    fleet_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_scripted_outcomes, fk_t_teardown),
@@ -520,6 +613,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_outage, fk_t_teardown),
         cmocka_unit_test_teardown(test_retry_declined_asks_first, fk_t_teardown),
         cmocka_unit_test_teardown(test_gateway_conflict, fk_t_teardown),
+        cmocka_unit_test_teardown(test_record_garbage, fk_t_teardown),
+        cmocka_unit_test_teardown(test_guard_wait_clamped, fk_t_teardown),
         cmocka_unit_test_teardown(test_notify_requeue, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));

@@ -19,7 +19,12 @@
  *    (a `payment` entry as itself, raw unchanged); a dead stream key of
  *    another type fails the call before any write;
  *  - accept.lua: paid-mode completion, out of stock, duplicate key,
- *    conflicting parameters, resume, charge mode and leases.
+ *    conflicting parameters, resume, charge mode and leases;
+ *  - numbers read from records and hashes (lib.lua fk_int / fk_num): a
+ *    lease_until, open_until, half_open_at, probe count, token count, queue
+ *    slot, breaker streak or counter, attempts, first_fail_at or
+ *    cooldown `until` that is hex, inf, nan, an exponent, padded or too long
+ *    never holds an order or the gateway for good, nor fails a call half-way.
  * Keys are built with common/keys.h under a test prefix. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,6 +42,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "guard.h"
 #include "harness.h"
 #include "keys.h"
 #include "log.h"
@@ -1413,6 +1419,7 @@ typedef struct acc {
     long long qty, amount;
     const char *mode; /* "paid" | "charge" | "send" */
     long long lease_ms;
+    const char *ckey; /* the buyer's cooldown hash (KEYS[12]); NULL = none */
 } acc;
 
 static const char *accept_(const acc *x) {
@@ -1435,6 +1442,7 @@ static const char *accept_(const acc *x) {
     fk_args_str(&a, g_k.active);
     fk_args_str(&a, wk);
     fk_args_str(&a, g_k.review);
+    if (x->ckey) fk_args_str(&a, x->ckey);
     fk_args_str(&a, GROUP);
     fk_args_str(&a, x->entry);
     fk_args_str(&a, x->oid);
@@ -1450,7 +1458,7 @@ static const char *accept_(const acc *x) {
     fk_args_ll(&a, 0);
     fk_args_str(&a, "0");
     fk_args_ll(&a, ORDER_TTL_MS);
-    return call(FK_LUA_ACCEPT, 11, &a);
+    return call(FK_LUA_ACCEPT, x->ckey ? 12 : 11, &a);
 }
 
 /* ---- notify_done.lua ------------------------------------------------------------ */
@@ -1967,6 +1975,263 @@ static void t_trim_under_oom(void **state) {
     assert_int_equal(atoll(q("XLEN %s", g_k.stream)), 1);
 }
 
+/* ---- numbers read from hashes (lib.lua fk_int / fk_num) --------------------- */
+
+/* Values an operator (or another version) may leave in a numeric field,
+ * that Lua's tonumber would have read as a number: hex, inf, an exponent,
+ * padding, a fraction, a sign, and a 16-digit integer. */
+static const char *const g_garbage[] = {"0x7fffffffffffffff", "inf", "-inf", "nan", "1e300",
+                                        " 99999999999999", "99999999999999 ", "+99999999999999",
+                                        "99999999999999.5", "9999999999999999"};
+#define N_GARBAGE (sizeof(g_garbage) / sizeof(g_garbage[0]))
+
+static const char *settle_take_(const char *oid, long long lease_ms) {
+    char ok[FK_KEY_MAX];
+    fk_key_order(&g_k, oid, ok, sizeof(ok));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, ok);
+    fk_args_str(&a, g_k.active);
+    fk_args_str(&a, g_k.retry);
+    fk_args_str(&a, oid);
+    fk_args_ll(&a, lease_ms);
+    return call(FK_LUA_SETTLE_TAKE, 3, &a);
+}
+
+/* A lease_until that is not a time is no lease: the order is taken (fence
+ * bumped, a real lease written) by a worker's entry and by the reaper,
+ * instead of every entry being acknowledged as 'owned' and the reaper
+ * parking the order at the lease's "end" (9.2e18) for good. */
+static void t_garbage_lease(void **state) {
+    (void)state;
+    char id[64];
+    pending_entry(id, sizeof(id), "retry", "L1");
+    for (size_t i = 0; i < N_GARBAGE; i++) {
+        seed_order("L1", "processing", "4", "[\"c1\"]");
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until %s", okey("L1"), g_garbage[i]));
+        long long now = redis_now_ms();
+        const char *w = resume_(id, "L1", "");
+        if (!strstr(w, "['work','processing','5',"))
+            fail_msg("lease_until '%s': %s", g_garbage[i], w);
+        long long lease = atoll(hget("L1", "lease_until") + 1);
+        assert_true(lease >= now + 30000 && lease <= now + 31000);
+        assert_string_equal(hget("L1", "lease_entry"), q("ECHO %s", id));
+    }
+    /* the reaper: past its deadline, under a garbage lease: taken now, due
+     * again when the reaper's own lease ends */
+    for (size_t i = 0; i < N_GARBAGE; i++) {
+        seed_order("L2", "processing", "4", NULL);
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s lease_until %s", okey("L2"), g_garbage[i]));
+        freeReplyObject(fk_t_cmd(g_c, "ZADD %s 1 L2", g_k.active));
+        long long now = redis_now_ms();
+        const char *t = settle_take_("L2", 20000);
+        if (!strstr(t, "['take','processing','5',"))
+            fail_msg("lease_until '%s': %s", g_garbage[i], t);
+        long long due = active_at("L2");
+        assert_true(due >= now + 20000 && due <= now + 21000);
+        assert_int_equal(atoll(hget("L2", "lease_until") + 1), due);
+    }
+    /* a live lease written as faka writes it still holds */
+    seed_order("L3", "processing", "4", NULL);
+    assert_string_equal(resume_(id, "L3", ""), "['owned']");
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s 1 L3", g_k.active));
+    assert_non_null(strstr(settle_take_("L3", 20000), "['busy',"));
+}
+
+static fk_guard_policy g_policy = {5, 0, 20, 10, 300, 2, 0, 0};
+
+/* guard_check.lua's reply, rendered. */
+static const char *guard_check_(const fk_guard_policy *p) {
+    fk_args a;
+    fk_guard_check_args(&a, &g_k, p);
+    return call(FK_LUA_GUARD_CHECK, FK_GUARD_CHECK_NKEYS, &a);
+}
+
+static const char *guard_report_(const fk_guard_policy *p, long long nok, long long nbad) {
+    fk_args a;
+    fk_guard_report_args(&a, &g_k, p, nok, nbad, nbad, 0);
+    return call(FK_LUA_GUARD_REPORT, FK_GUARD_REPORT_NKEYS, &a);
+}
+
+static const char *bfield(const char *field) { return q("HGET %s %s", g_k.breaker, field); }
+
+/* The breaker's hash edited by hand: an open_until that is not a time ends
+ * the cool-down (half-open, the probes go), never an open breaker for ever
+ * nor one that lets everyone through unprobed; unreadable probe counts and
+ * times hand the slots out again; counters that are not integers start
+ * afresh instead of failing every check. */
+static void t_garbage_breaker(void **state) {
+    (void)state;
+    for (size_t i = 0; i < N_GARBAGE; i++) {
+        freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.breaker));
+        freeReplyObject(
+            fk_t_cmd(g_c, "HSET %s state open open_until %s", g_k.breaker, g_garbage[i]));
+        const char *v = guard_check_(&g_policy);
+        if (strcmp(v, "[1,0,1,'ok','half_open']") != 0)
+            fail_msg("open_until '%s': %s", g_garbage[i], v);
+        assert_string_equal(bfield("state"), "'half_open'");
+        assert_string_equal(bfield("probes_used"), "'1'");
+    }
+    /* half-open, every slot taken, at a time that is not one (or one to
+     * come): the slots are handed out again, not refused for ever */
+    const char *since[] = {"inf", "0x10", "99999999999999", "1e3", ""};
+    for (size_t i = 0; i < sizeof(since) / sizeof(since[0]); i++) {
+        freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.breaker));
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s state half_open half_open_at %s probes_used 2",
+                                 g_k.breaker, since[i]));
+        const char *v = guard_check_(&g_policy);
+        if (strcmp(v, "[1,0,1,'ok','half_open']") != 0)
+            fail_msg("half_open_at '%s': %s", since[i], v);
+        assert_string_equal(bfield("probes_used"), "'1'");
+    }
+    /* a probe count that is not one: counted afresh (HINCRBY failed here,
+     * after the call was admitted) */
+    long long now = redis_now_ms();
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state half_open half_open_at %lld probes_used x",
+                             g_k.breaker, now));
+    assert_string_equal(guard_check_(&g_policy), "[1,0,1,'ok','half_open']");
+    assert_string_equal(bfield("probes_used"), "'1'");
+    /* open for real, with a `denied` that is not a count: refused with the
+     * time left, and the count starts afresh */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.breaker));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state open open_until %lld denied 1e3", g_k.breaker,
+                             now + 100000));
+    long long wait = -1;
+    const char *v = guard_check_(&g_policy);
+    assert_int_equal(sscanf(v, "[0,%lld,0,'open','open']", &wait), 1);
+    assert_true(wait > 90000 && wait <= 100000);
+    assert_string_equal(bfield("denied"), "'1'");
+    /* guard_report: a streak and counters that are not integers start
+     * afresh, and five failures in a row still open the breaker */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.breaker));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state closed consecutive 1e3 calls_failed inf "
+                                  "calls_ok 0x1 opens nan",
+                             g_k.breaker));
+    assert_string_equal(guard_report_(&g_policy, 0, 1), "['closed','']");
+    assert_string_equal(bfield("consecutive"), "'1'");
+    assert_string_equal(bfield("calls_failed"), "'1'");
+    assert_string_equal(guard_report_(&g_policy, 1, 0), "['closed','']");
+    assert_string_equal(bfield("calls_ok"), "'1'");
+    assert_string_equal(bfield("consecutive"), "'0'");
+    for (int i = 0; i < 4; i++) assert_string_equal(guard_report_(&g_policy, 0, 1), "['closed','']");
+    assert_string_equal(guard_report_(&g_policy, 0, 1), "['open','opened']");
+    assert_string_equal(bfield("opens"), "'1'");
+    /* a window bucket whose numbers overflow counts as empty */
+    fk_guard_policy pct = g_policy;
+    pct.failures = 0;
+    pct.error_pct = 50;
+    pct.min_calls = 3;
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.breaker));
+    for (int i = 0; i < 10; i++)
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s w%d 99999999999999999999:99999999999999999999:"
+                                      "99999999999999999999",
+                                 g_k.breaker, i));
+    assert_string_equal(guard_report_(&pct, 0, 1), "['closed','']");
+}
+
+/* The token bucket edited by hand: tokens that are not a count this
+ * script writes ('nan' admitted every call for ever, '-inf' refused every
+ * one with a wait of -2^63) are a fresh full bucket; a queue slot that is
+ * not a time is no queue; a refusal never asks for more than a minute of
+ * slots and a token. */
+static void t_garbage_bucket(void **state) {
+    (void)state;
+    fk_guard_policy p = g_policy;
+    p.rate_rps = 10;
+    p.burst = 5;
+    const char *bad[] = {"nan", "-nan", "-inf", "inf", "0x10", " 1", "-1e14", "-3", "1e400", "x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.ratelimit));
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s tokens %s ts %lld", g_k.ratelimit, bad[i],
+                                 redis_now_ms()));
+        const char *v = guard_check_(&p);
+        if (strcmp(v, "[1,0,0,'ok','closed']") != 0) fail_msg("tokens '%s': %s", bad[i], v);
+        assert_string_equal(q("HGET %s tokens", g_k.ratelimit), "'4'");
+    }
+    /* an empty bucket with a slot that is not a time: one token's wait */
+    const char *slots[] = {"nan", "-inf", "0x7fffffffffffffff", "x"};
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.ratelimit));
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s tokens 0 ts %lld next_slot %s", g_k.ratelimit,
+                                 redis_now_ms(), slots[i]));
+        long long wait = -1;
+        const char *v = guard_check_(&p);
+        if (sscanf(v, "[0,%lld,0,'rate','closed']", &wait) != 1 || wait < 50 || wait > 100)
+            fail_msg("next_slot '%s': %s", slots[i], v);
+    }
+    /* a refill time that is not one: no refill now, and written afresh */
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s", g_k.ratelimit));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s tokens 2.5 ts inf denied x", g_k.ratelimit));
+    assert_string_equal(guard_check_(&p), "[1,0,0,'ok','closed']");
+    assert_string_equal(q("HGET %s tokens", g_k.ratelimit), "'1.5'");
+    assert_true(atoll(q("HGET %s ts", g_k.ratelimit) + 1) > 0);
+    /* a far queue still waits at most a minute and a token */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s tokens 0 next_slot 99999999999999", g_k.ratelimit));
+    long long wait = -1;
+    assert_int_equal(sscanf(guard_check_(&p), "[0,%lld,0,'rate','closed']", &wait), 1);
+    assert_true(wait > 60000 && wait <= 60100);
+    assert_string_equal(q("HGET %s denied", g_k.ratelimit), "'1'");
+}
+
+/* A record's numbers edited by hand, where a script reads them: a final
+ * transition counts an attempts that is not one under attempts:0 and
+ * leaves a first failure that is not a time out of the durations (both
+ * used to fail the call half-way, after the state was written); a
+ * cooldown `until` that is not a time holds no buyer back. */
+static void t_garbage_record(void **state) {
+    (void)state;
+    for (size_t i = 0; i < N_GARBAGE; i++) {
+        freeReplyObject(fk_t_cmd(g_c, "FLUSHALL"));
+        seed_order("G1", "processing", "3", "[\"c1\"]");
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts %s first_fail_at %s", okey("G1"),
+                                 g_garbage[i], g_garbage[i]));
+        tr t = {.oid = "G1", .fence = "3", .from = "processing", .to = "failed",
+                .reason = "invalid_order", .ops = "L"};
+        const char *v = transition(&t);
+        if (strcmp(v, "['ok','3']") != 0) fail_msg("attempts '%s': %s", g_garbage[i], v);
+        assert_string_equal(hget("G1", "state"), "'failed'");
+        assert_int_equal(stat_of("attempts:0"), 1);
+        assert_int_equal(stat_of("retry_ms_count"), 0);
+        assert_string_equal(stock(), "['c1']");
+    }
+    /* a buyer cooldown whose `until` is not a time: no cooldown */
+    char ckey[FK_KEY_MAX], id[64];
+    fk_key_cooldown(&g_k, "buyer@example.com", ckey, sizeof(ckey));
+    for (size_t i = 0; i < N_GARBAGE; i++) {
+        char oid[16];
+        snprintf(oid, sizeof(oid), "G3_%zu", i);
+        freeReplyObject(fk_t_cmd(g_c, "HSET %s until %s", ckey, g_garbage[i]));
+        pending_entry(id, sizeof(id), "order", "{}");
+        acc x = {.entry = id, .oid = oid, .idem = oid, .sku = "sku2", .qty = 1, .amount = 100,
+                 .mode = "charge", .ckey = ckey};
+        const char *v = accept_(&x);
+        /* (sku2 has no stock: out of stock is the proof it was not refused) */
+        if (strcmp(v, "['failed','out_of_stock']") != 0)
+            fail_msg("until '%s': %s", g_garbage[i], v);
+    }
+}
+
+/* An order a worker sent to review because its record could not be read
+ * (manual_review/invalid_order) may hold a charge under its implicit key:
+ * it still holds the key, unlike a failed/invalid_order record (an entry
+ * that could not be read, never charged). */
+static void t_accept_review_holds_key(void **state) {
+    (void)state;
+    load_stock("sku1", 5);
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state manual_review reason invalid_order",
+                             okey("V1")));
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s state failed reason invalid_order", okey("V2")));
+    char id[64];
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc x = {.entry = id, .oid = "W1", .idem = "V1", .sku = "sku1", .qty = 1, .amount = 500,
+             .mode = "paid"};
+    assert_string_equal(accept_(&x), "['dup','V1']");
+    acc y = x;
+    y.oid = "W2";
+    y.idem = "V2";
+    assert_string_equal(accept_(&y), "['completed','[\"sku1-c1\"]']");
+}
+
 int main(int argc, char **argv) {
     g_argv0 = argv[0];
     if (argc == 3 && strcmp(argv[1], "--args-overflow") == 0) return args_overflow_child(argv[2]);
@@ -1997,6 +2262,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_accept_send, flush),
         cmocka_unit_test_setup(t_resume_take, flush),
         cmocka_unit_test_setup(t_accept_implicit_key, flush),
+        cmocka_unit_test_setup(t_garbage_lease, flush),
+        cmocka_unit_test_setup(t_garbage_breaker, flush),
+        cmocka_unit_test_setup(t_garbage_bucket, flush),
+        cmocka_unit_test_setup(t_garbage_record, flush),
+        cmocka_unit_test_setup(t_accept_review_holds_key, flush),
         cmocka_unit_test_setup(t_trim_under_oom, flush),
         cmocka_unit_test_setup(t_reclaim_poison_requeues, flush),
         cmocka_unit_test_setup(t_reclaim_poison_payment, flush),
