@@ -40,9 +40,11 @@ typedef struct fk_http fk_http;
 typedef struct fk_http_options {
     long connect_timeout_ms;   /* default 2000 (0 = default) */
     long total_timeout_ms;     /* default 5000 (0 = default); counts from
-                                  fk_http_request, time in the queue included:
-                                  a request never ends later than this (one
-                                  that runs out in the queue is not sent) */
+                                  when the request goes out, not from
+                                  fk_http_request: time in the queue (more
+                                  than max_concurrent requests) is not the
+                                  server's. A request that must not go out
+                                  late has a deadline (fk_http_request_by) */
     int max_concurrent;        /* requests on the wire at once; more are
                                   queued FIFO; default 64 (0 = default) */
     int verify_tls;            /* 1: verify peer and host for https (default 1) */
