@@ -46,6 +46,9 @@ typedef struct fk_worker {
     int durability;  /* Redis's persistence settings were asked for */
     int need_pel;    /* drain our own pending entries before reading new ones */
     char pel_cursor[48];
+    unsigned pel_gen; /* bumped when a drain must start again from "0" */
+    int read_pel;     /* the read in flight is a drain page ... */
+    unsigned read_gen; /* ... of this drain (pel_gen when it was sent) */
     int promoting, reclaiming;
 
     int stopping;
@@ -166,7 +169,13 @@ static void on_read(fk_redis *r, redisReply *reply, void *arg) {
         if (w->stopping && w->inflight == 0) shutdown_all(w);
         return; /* reconnect / group creation / duty timer resume reading */
     }
-    int pel = w->need_pel;
+    /* What this reply is was decided when its read was sent: a `>` read
+     * in flight when a reconnect asked for a drain (the read connection's
+     * BLOCK outlives the command connection's drop) says nothing about
+     * our pending entries, and a drain page from before the reconnect
+     * must not move the new drain's cursor or end it. */
+    int pel = w->read_pel;
+    int current = pel && w->need_pel && w->read_gen == w->pel_gen;
     size_t n = 0;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
         const redisReply *s = reply->element[0];
@@ -174,7 +183,7 @@ static void on_read(fk_redis *r, redisReply *reply, void *arg) {
             s->element[1]->type == REDIS_REPLY_ARRAY) {
             const redisReply *entries = s->element[1];
             n = entries->elements;
-            if (pel && n > 0) {
+            if (current && n > 0) {
                 const redisReply *last = entries->element[n - 1];
                 if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
                     last->element[0]->type == REDIS_REPLY_STRING)
@@ -183,7 +192,7 @@ static void on_read(fk_redis *r, redisReply *reply, void *arg) {
             for (size_t i = 0; i < n; i++) dispatch(w, entries->element[i], pel);
         }
     }
-    if (pel && n == 0) {
+    if (current && n == 0) {
         w->need_pel = 0;
         fk_debug("worker.pel", NULL, "own pending entries drained");
     }
@@ -212,7 +221,11 @@ static void maybe_read(fk_worker *w) {
                               "XREADGROUP GROUP %s %s COUNT %lld BLOCK %lld STREAMS %s >",
                               w->keys.group, w->cfg.worker_id, count, w->cfg.block_ms,
                               w->keys.stream);
-    if (rc == 0) w->reading = 1;
+    if (rc == 0) {
+        w->reading = 1;
+        w->read_pel = w->need_pel;
+        w->read_gen = w->pel_gen;
+    }
 }
 
 static void on_group(fk_redis *r, redisReply *reply, void *arg) {
@@ -247,6 +260,7 @@ static void on_redis_event(fk_redis *r, int event, void *arg) {
         /* Whatever was delivered to us before the connection went away is
          * still pending on us: take it up first. */
         w->need_pel = 1;
+        w->pel_gen++;
         snprintf(w->pel_cursor, sizeof(w->pel_cursor), "0");
         if (r == w->cmd) {
             fk_scripts_load(w->cmd);

@@ -446,6 +446,68 @@ static void test_bad_config(void **state) {
     unsetenv("FAKA_BATCH");
 }
 
+/* The id of the worker's command connection (named faka-worker:<name>
+ * like its read connection, which sits blocked in XREADGROUP), or -1. */
+static long long cmd_conn_id(redisContext *c, const char *name) {
+    redisReply *r = fk_t_cmd(c, "CLIENT LIST");
+    long long id = -1;
+    char want[80];
+    snprintf(want, sizeof(want), " name=faka-worker:%s ", name);
+    for (char *line = r->str; line && *line && id < 0;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        if (strstr(line, want) && !strstr(line, "cmd=xreadgroup")) id = atoll(line + 3);
+        line = nl ? nl + 1 : NULL;
+    }
+    freeReplyObject(r);
+    return id;
+}
+
+static int pending_is(void *arg) {
+    waitarg *w = arg;
+    redisReply *x = fk_t_cmd(w->c, "XPENDING %s:orders workers", P);
+    int ok = x->type == REDIS_REPLY_ARRAY && x->element[0]->integer == w->want;
+    freeReplyObject(x);
+    return ok;
+}
+
+/* Entries left pending on a worker (their accept failed) are taken up
+ * again as soon as its command connection comes back, not only a lease
+ * later by the reclaim sweep: the read connection's blocking read, in
+ * flight across the reconnect, must not count as the drain. */
+static void test_pel_after_cmd_reconnect(void **state) {
+    (void)state;
+    fk_t_redis r;
+    fk_t_redis_start(&r, 0);
+    redisContext *c = fk_t_connect(&r);
+    const char *extra[] = {"--lease-ms=20000", NULL};
+    pid_t w = fk_t_worker(&r, "w1", extra);
+    freeReplyObject(fk_t_cmd(c, "SET %s:stock:wow-60d not-a-list", P));
+    for (int i = 1; i <= 5; i++) {
+        char json[160];
+        snprintf(json, sizeof(json),
+                 "{\"order_id\":\"K%d\",\"sku\":\"wow-60d\",\"qty\":1,\"amount\":100}", i);
+        freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P, json));
+    }
+    waitarg wp = {c, 5, NULL};
+    assert_true(fk_t_until(pending_is, &wp, 10000));
+    fk_t_sleep_ms(500); /* their accepts failed; the worker reads new entries */
+    assert_int_equal(fk_t_stat(c, P, "completed"), 0);
+    freeReplyObject(fk_t_cmd(c, "DEL %s:stock:wow-60d", P));
+    fk_t_load_stock(c, P, 5);
+    long long id = cmd_conn_id(c, "w1");
+    assert_true(id > 0);
+    freeReplyObject(fk_t_cmd(c, "CLIENT KILL ID %lld", id));
+    waitarg wc = {c, 5, "completed"};
+    long long t0 = fk_t_now_ms();
+    assert_true(fk_t_until(stat_reaches, &wc, 8000)); /* the reclaim would take 25 s */
+    fprintf(stderr, "# 5 pending entries completed %lld ms after the reconnect\n",
+            fk_t_now_ms() - t0);
+    assert_int_equal(fk_t_stop(w), 0);
+    redisFree(c);
+    fk_t_redis_stop(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_bad_config, fk_t_teardown),
@@ -457,6 +519,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_garbage_mixed, fk_t_teardown),
         cmocka_unit_test_teardown(test_sigterm_drain, fk_t_teardown),
         cmocka_unit_test_teardown(test_redis_restart, fk_t_teardown),
+        cmocka_unit_test_teardown(test_pel_after_cmd_reconnect, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
