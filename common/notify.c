@@ -3,6 +3,7 @@
 #include "backoff.h"
 #include "err.h"
 #include "log.h"
+#include "order.h"
 #include "scripts.h"
 #include "webhook.h"
 
@@ -142,8 +143,15 @@ static void on_order(fk_redis *r, redisReply *reply, void *arg) {
         drop_send(s);
         return;
     }
-    s->attempts = atoi(F(6));
-    char *body = fk_notify_body(s->order_id, F(0), F(1), atol(F(2)), F(3), F(4), atoll(F(5)));
+    /* record fields are outside input: one that is no number in range
+     * reads 0 (no attempts yet; qty and time 0 in the body, which the
+     * codes it carries contradict for the shop to see) */
+    long long attempts = 0, qty = 0, at = 0;
+    if (fk_record_int(F(6), 0, 1000000, &attempts)) attempts = 0;
+    if (fk_record_int(F(2), 1, FK_QTY_MAX, &qty)) qty = 0;
+    if (fk_record_int(F(5), 0, 253402300799999LL, &at)) at = 0;
+    s->attempts = (int)attempts;
+    char *body = fk_notify_body(s->order_id, F(0), F(1), (long)qty, F(3), F(4), at);
 #undef F
     int rc = body ? fk_webhook_send(n->wh, s->order_id, body, on_sent, s) : FK_ENOMEM;
     free(body);

@@ -16,6 +16,7 @@
  * after the scanner passed can only be an allocation failure. */
 #include "order.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1078,4 +1079,20 @@ char *fk_order_encode(const fk_order *o)
 
     shrunk = realloc(buf, (size_t)(w - buf) + 1);
     return shrunk != NULL ? shrunk : buf;
+}
+
+int fk_record_int(const char *s, long long lo, long long hi, long long *out)
+{
+    const char *d = (s[0] == '-' && lo < 0) ? s + 1 : s;
+    char *end;
+    long long v;
+
+    if (*d < '0' || *d > '9') /* no sign, space or empty string */
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
 }

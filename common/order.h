@@ -86,6 +86,14 @@ int fk_payment_decode(const char *raw, size_t len, fk_payment *out, char *err, s
  * anywhere but a decoded entry: retry entries, idempotency-key owners. */
 int fk_order_id_valid(const char *s);
 
+/* A number field of an order record (qty, amount, a count, a time), read
+ * strictly: 0 with the value in *out when s (NUL-terminated, not NULL) is
+ * nothing but decimal digits -- a '-' first only when lo < 0 -- and the
+ * value is in lo..hi; else -1 and *out untouched. Records are outside
+ * input (an operator may HSET anything): atoi/atoll read "5e3" as 5,
+ * "0x10" as 0, " 7" as 7, and overflow silently. */
+int fk_record_int(const char *s, long long lo, long long hi, long long *out);
+
 /* Encode the canonical JSON of an order into a malloc'd NUL-terminated string
  * (free it with free()); NULL on OOM. Every field is written, in the order
  * order_id, idempotency_key, sku, qty, amount, currency, buyer; an empty

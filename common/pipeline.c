@@ -654,28 +654,12 @@ typedef struct bad_field {
     long long lo, hi;
 } bad_field;
 
-/* The integer s spells into *out, if s is nothing but decimal digits (a
- * '-' first when lo < 0) and the value is in lo..hi; else -1. The record
- * is outside input (an operator or another version may write anything
- * into it): atoi/atoll read "5e3" as 5, "0x10" as 0, " 7" as 7 and wrap
- * "2147483647" + 1, so none of them may decide an amount or a count. */
-static int parse_count(const char *s, long long lo, long long hi, long long *out) {
-    const char *d = (s[0] == '-' && lo < 0) ? s + 1 : s;
-    if (*d < '0' || *d > '9') return -1; /* no sign, space or empty string */
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end != '\0' || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 /* Field i of r as a number in lo..hi; the first one that is not goes into
  * *bad (when bad->name is still NULL) and *out is left alone. */
 static void load_count(const redisReply *r, size_t i, const char *name, long long lo,
                        long long hi, long long *out, bad_field *bad) {
     const char *s = elem(r, i);
-    if (parse_count(s, lo, hi, out) == 0 || bad->name) return;
+    if (fk_record_int(s, lo, hi, out) == 0 || bad->name) return;
     bad->name = name;
     bad->value = s;
     bad->lo = lo;
@@ -685,7 +669,7 @@ static void load_count(const redisReply *r, size_t i, const char *name, long lon
 /* Parse fk_work's reply: {'work', state, fence, charge, attempts, idem, sku,
  * qty, amount, currency, buyer, pay_status, payment_id, polls, resv
  * [, '1' when this call recorded charge=sent]}. A number that is not one
- * (see parse_count) leaves the job's number as it was and is named in *bad;
+ * (see fk_record_int) leaves the job's number as it was and is named in *bad;
  * the caller must not carry the order on then (bad_record). attempts and
  * polls stop below INT_MAX: the pipeline counts one more. */
 static int load_work(fk_job *j, const redisReply *r, bad_field *bad) {

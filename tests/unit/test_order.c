@@ -1235,6 +1235,30 @@ static void t_mutations(void **state)
     assert_true(valid > 0);
 }
 
+/* fk_record_int: digits in range, nothing else (what atoi got wrong). */
+static void t_record_int(void **state)
+{
+    long long v = 42;
+    const char *bad[] = {"", " 7", "7 ", "+7", "5e3", "0x10", "1.0", "inf", "nan", "-1",
+                         "99999999999999999999", "7\n", "٣"};
+    size_t i;
+
+    (void)state;
+    assert_int_equal(fk_record_int("5000", 0, 1000000, &v), 0);
+    assert_int_equal(v, 5000);
+    assert_int_equal(fk_record_int("0", 0, 0, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(fk_record_int("-3", -5, 5, &v), 0);
+    assert_int_equal(v, -3);
+    assert_int_equal(fk_record_int("-6", -5, 5, &v), -1);
+    assert_int_equal(fk_record_int("101", 1, 100, &v), -1);
+    for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        v = 42;
+        assert_int_equal(fk_record_int(bad[i], 0, 1000000, &v), -1);
+        assert_int_equal(v, 42);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1272,6 +1296,7 @@ int main(void)
         cmocka_unit_test(t_utf8),
         cmocka_unit_test(t_random_bytes),
         cmocka_unit_test(t_mutations),
+        cmocka_unit_test(t_record_int),
     };
     return cmocka_run_group_tests_name("order", tests, NULL, NULL);
 }
