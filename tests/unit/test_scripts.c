@@ -338,44 +338,6 @@ static const char *okey(const char *oid) {
 
 /* ---- the registry ------------------------------------------------------------- */
 
-/* reclaim.lua: an entry over max-deliveries is dead-lettered with its
- * history, and when it names an order a retry entry follows, so a good
- * order whose workers kept dying is not stranded; one under the limit is
- * claimed for the caller. */
-static void t_reclaim_poison_requeues(void **state) {
-    (void)state;
-    char id[64], id2[64];
-    pending_entry(id, sizeof(id), "order",
-                  "{\"order_id\":\"RQ1\",\"sku\":\"s\",\"qty\":1,\"amount\":1}");
-    pending_entry(id2, sizeof(id2), "order", "{not json");
-    for (int i = 0; i < 3; i++) /* re-deliver: the count grows */
-        freeReplyObject(fk_t_cmd(g_c, "XREADGROUP GROUP %s c1 COUNT 100 STREAMS %s 0", GROUP,
-                                 g_k.stream));
-    fk_args a;
-    fk_args_init(&a);
-    fk_args_str(&a, g_k.stream);
-    fk_args_str(&a, g_k.dead);
-    fk_args_str(&a, g_k.stats);
-    fk_args_str(&a, "t:minute");
-    fk_args_str(&a, GROUP);
-    fk_args_str(&a, "c2");
-    fk_args_ll(&a, 0);
-    fk_args_ll(&a, 10);
-    fk_args_ll(&a, 3);
-    fk_args_ll(&a, 1000);
-    assert_string_equal(call(FK_LUA_RECLAIM, 4, &a), "[]");
-    assert_int_equal(pending_count(), 0);
-    assert_string_equal(q("XLEN %s", g_k.dead), "2");
-    const char *dead = q("XRANGE %s - +", g_k.dead);
-    assert_non_null(strstr(dead, "re-queued as a retry entry"));
-    assert_non_null(strstr(dead, "delivered 4 times"));
-    /* exactly one retry entry, for RQ1; the undecodable one names nothing */
-    const char *tail = q("XREVRANGE %s + - COUNT 1", g_k.stream);
-    assert_non_null(strstr(tail, "retry"));
-    assert_non_null(strstr(tail, "RQ1@"));
-    assert_string_equal(q("XLEN %s", g_k.stream), "3");
-}
-
 /* The reclaim.lua call of t_reclaim_*: caller c2, min idle 0, count 10,
  * max deliveries 3. */
 static const char *reclaim_call(void) {
@@ -392,6 +354,32 @@ static const char *reclaim_call(void) {
     fk_args_ll(&a, 3);
     fk_args_ll(&a, 1000);
     return call(FK_LUA_RECLAIM, 4, &a);
+}
+
+/* reclaim.lua: an entry over max-deliveries is dead-lettered with its
+ * history, and when it names an order a retry entry follows, so a good
+ * order whose workers kept dying is not stranded; one under the limit is
+ * claimed for the caller. */
+static void t_reclaim_poison_requeues(void **state) {
+    (void)state;
+    char id[64], id2[64];
+    pending_entry(id, sizeof(id), "order",
+                  "{\"order_id\":\"RQ1\",\"sku\":\"s\",\"qty\":1,\"amount\":1}");
+    pending_entry(id2, sizeof(id2), "order", "{not json");
+    for (int i = 0; i < 3; i++) /* re-deliver: the count grows */
+        freeReplyObject(fk_t_cmd(g_c, "XREADGROUP GROUP %s c1 COUNT 100 STREAMS %s 0", GROUP,
+                                 g_k.stream));
+    assert_string_equal(reclaim_call(), "[]");
+    assert_int_equal(pending_count(), 0);
+    assert_string_equal(q("XLEN %s", g_k.dead), "2");
+    const char *dead = q("XRANGE %s - +", g_k.dead);
+    assert_non_null(strstr(dead, "re-queued as a retry entry"));
+    assert_non_null(strstr(dead, "delivered 4 times"));
+    /* exactly one retry entry, for RQ1; the undecodable one names nothing */
+    const char *tail = q("XREVRANGE %s + - COUNT 1", g_k.stream);
+    assert_non_null(strstr(tail, "retry"));
+    assert_non_null(strstr(tail, "RQ1@"));
+    assert_string_equal(q("XLEN %s", g_k.stream), "3");
 }
 
 /* reclaim.lua: a `payment` entry over max-deliveries is dead-lettered and
