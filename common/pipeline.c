@@ -22,7 +22,6 @@
 #include "scripts.h"
 #include "transition.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
