@@ -32,7 +32,8 @@ typedef struct fk_worker {
     fk_redis_target target;
     fk_redis *rd;  /* blocking reads only */
     fk_redis *cmd; /* everything else */
-    fk_http *http;
+    fk_http *http;   /* the gateway's */
+    fk_http *whttp;  /* the shop webhook's: a slow shop must not hold up charges */
     fk_gateway *gw;
     fk_guard_local *guard;
     fk_notifier *notifier;
@@ -458,6 +459,11 @@ static void shutdown_all(fk_worker *w) {
      * every pending reply NULL, and those jobs end as abandoned (their
      * entries stay pending and are reclaimed by the fleet). Only then is
      * nothing left that could touch a job, the gateway or a connection. */
+    if (w->whttp) {
+        w->closing++;
+        fk_http_close(w->whttp, on_http_closed, w);
+        w->whttp = NULL;
+    }
     if (w->http) {
         w->closing++;
         fk_http_close(w->http, on_http_closed, w);
@@ -510,16 +516,24 @@ static int setup(fk_worker *w) {
     const fk_config *cfg = &w->cfg;
     int use_gateway = strcmp(cfg->gateway_url, "none") != 0;
     int rc = 0;
-    if (use_gateway || w->ctx.notify) {
-        fk_http_options ho = {cfg->http_connect_timeout_ms, cfg->http_timeout_ms,
-                              (int)cfg->http_max, 1};
+    /* The gateway and the shop's webhook each get a client (a pool of
+     * --http-max connections) of their own: with one shared, a shop whose
+     * endpoint hangs filled the pool with webhooks (up to 256 in flight),
+     * and the charges queued behind them until their deadline passed. */
+    fk_http_options ho = {cfg->http_connect_timeout_ms, cfg->http_timeout_ms,
+                          (int)cfg->http_max, 1};
+    if (use_gateway) {
         rc = fk_http_init(&w->http, &w->loop, &ho);
-        if (!rc && use_gateway) rc = fk_gateway_init(&w->gw, w->http, cfg->gateway_url);
+        if (!rc) rc = fk_gateway_init(&w->gw, w->http, cfg->gateway_url);
+        if (!rc && w->ctx.notify) rc = fk_http_init(&w->whttp, &w->loop, &ho);
         if (rc) {
             fk_error("worker.http", NULL, "cannot set up the HTTP client: %s", fk_strerror(rc));
             return 3;
         }
         w->ctx.gateway = w->gw;
+    } else if (w->ctx.notify && (rc = fk_http_init(&w->whttp, &w->loop, &ho))) {
+        fk_error("worker.http", NULL, "cannot set up the HTTP client: %s", fk_strerror(rc));
+        return 3;
     }
     char cname[160];
     snprintf(cname, sizeof(cname), "faka-worker:%s", cfg->worker_id);
@@ -543,7 +557,7 @@ static int setup(fk_worker *w) {
         w->ctx.guard = w->guard;
     }
     if (w->ctx.notify) {
-        rc = fk_notifier_init(&w->notifier, &w->loop, &w->cfg, &w->keys, w->cmd, w->http);
+        rc = fk_notifier_init(&w->notifier, &w->loop, &w->cfg, &w->keys, w->cmd, w->whttp);
         if (rc) {
             fk_error("worker.webhook", NULL, "cannot set up the webhook: %s", fk_strerror(rc));
             return 3;

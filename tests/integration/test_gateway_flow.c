@@ -604,6 +604,89 @@ static void test_guard_wait_clamped(void **state) {
     fleet_stop(&f);
 }
 
+/* Lines of worker w1's log that contain needle. */
+static int w1_log_count(const fleet *f, const char *needle) {
+    char log[400];
+    snprintf(log, sizeof(log), "%s/w1.log", f->r.dir);
+    return fk_t_log_count(log, needle, NULL);
+}
+
+/* A gateway slower than --http-max can carry: charges wait in the HTTP
+ * client's queue (the wait does not count against their timeout), and a
+ * charge that can no longer go out with its timeout inside the lease is
+ * not sent (charge.late): the order is left pending, taken up again a
+ * lease later, asked about first (404) and charged then. Slow, but every
+ * order completes and is charged exactly once. */
+static void test_slow_gateway_queue(void **state) {
+    (void)state;
+    const char *extra[] = {"--http-max=2", "--batch=2", "--concurrency=64", "--lease-ms=4000",
+                           "--http-timeout-ms=2000", NULL};
+    fleet f;
+    fleet_start(&f, 1, extra, NULL);
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":600}");
+    fk_t_load_stock(f.c, P, 20);
+    long long n = 16;
+    for (long long i = 1; i <= n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "S%lld", i);
+        submit(f.c, id, fk_t_sku((int)i), 1, "");
+    }
+    waitarg wa = {f.c, n};
+    long long t0 = fk_t_now_ms();
+    assert_true(fk_t_until(all_final, &wa, 90000));
+    int late = w1_log_count(&f, "charge.late");
+    fprintf(stderr, "# %lld orders through a 600 ms gateway, 2 on the wire: %lld ms, %d late\n",
+            n, fk_t_now_ms() - t0, late);
+    assert_int_equal(fk_t_stat(f.c, P, "completed"), n);
+    assert_true(late > 0); /* the path under test was taken */
+    for (long long i = 1; i <= n; i++) {
+        char id[16];
+        long long charges = 0, posts = 0;
+        snprintf(id, sizeof(id), "S%lld", i);
+        fk_t_ledger_key(&f.g, id, &charges, &posts);
+        assert_int_equal(charges, 1);
+    }
+    assert_int_equal(fk_t_ledger_num(&f.g, "double_charges"), 0);
+    fleet_stop(&f);
+}
+
+/* A shop whose webhook endpoint hangs does not hold up charges: the
+ * webhooks have a pool of connections of their own. With one shared
+ * pool (2 places here), the webhooks of the first orders filled it and
+ * the next orders' charges waited behind them past their deadline. */
+static void test_slow_webhook_isolated(void **state) {
+    (void)state;
+    const char *extra[] = {"--http-max=2", "--batch=2", "--lease-ms=4000",
+                           "--http-timeout-ms=2000", NULL};
+    fleet f;
+    fleet_start(&f, 1, extra, "s3cret");
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":50,\"webhook_latency_ms\":3000}");
+    fk_t_load_stock(f.c, P, 20);
+    /* two orders whose webhooks then hang */
+    submit(f.c, "H0", fk_t_sku(0), 1, "");
+    submit(f.c, "H00", fk_t_sku(1), 1, "");
+    waitarg w0 = {f.c, 2};
+    assert_true(fk_t_until(all_final, &w0, 10000));
+    fk_t_sleep_ms(300); /* the notifier has claimed them and is sending */
+    long long n = 12;
+    for (long long i = 1; i <= n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "H%lld", i);
+        submit(f.c, id, fk_t_sku((int)i), 1, "");
+    }
+    waitarg wa = {f.c, n + 2};
+    long long t0 = fk_t_now_ms();
+    assert_true(fk_t_until(all_final, &wa, 60000));
+    long long ms = fk_t_now_ms() - t0;
+    int late = w1_log_count(&f, "charge.late");
+    fprintf(stderr, "# %lld orders behind a hanging webhook endpoint: %lld ms, %d late\n", n,
+            ms, late);
+    assert_int_equal(fk_t_stat(f.c, P, "completed"), n + 2);
+    assert_int_equal(late, 0);
+    assert_true(ms < 1500); /* 6 rounds of 2 charges at 50 ms, not behind 2-3 s webhooks */
+    fleet_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_scripted_outcomes, fk_t_teardown),
@@ -616,6 +699,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_record_garbage, fk_t_teardown),
         cmocka_unit_test_teardown(test_guard_wait_clamped, fk_t_teardown),
         cmocka_unit_test_teardown(test_notify_requeue, fk_t_teardown),
+        cmocka_unit_test_teardown(test_slow_gateway_queue, fk_t_teardown),
+        cmocka_unit_test_teardown(test_slow_webhook_isolated, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
