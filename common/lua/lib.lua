@@ -26,17 +26,33 @@ local function fk_ack(stream, group, entry)
   return 0
 end
 
+-- HINCRBY on a counter that decides nothing (the stats and per-minute
+-- counts, a breaker's or bucket's `denied`, `opens` ...): one that is not
+-- an integer (edited with redis-cli) starts afresh at n, where HINCRBY
+-- would fail the whole call after its first writes (Lua does not roll
+-- back): an accept had popped the codes and set the idempotency key when
+-- a garbage `submitted` failed it, and a delivery had written `completed`
+-- but not the record's expiry. Returns the new value.
+local function fk_bump(key, field, n)
+  local r = redis.pcall('HINCRBY', key, field, n)
+  if type(r) == 'table' and r.err then
+    redis.call('HSET', key, field, n)
+    return tonumber(n)
+  end
+  return r
+end
+
 -- Add n to a per-minute counter that keeps itself for two hours.
 -- (Counts go to Redis as strings: a number argument costs Redis a %.17g
 -- conversion, a few thousand instructions each, on every hot path.)
 local function fk_minute(minute, field, n)
-  if redis.call('HINCRBY', minute, field, n == 1 and '1' or n) == n then
+  if fk_bump(minute, field, n == 1 and '1' or n) == n then
     redis.call('PEXPIRE', minute, '7200000')
   end
 end
 
 local function fk_count(stats, minute, field, n)
-  redis.call('HINCRBY', stats, field, n == 1 and '1' or n)
+  fk_bump(stats, field, n == 1 and '1' or n)
   fk_minute(minute, field, n)
 end
 
@@ -106,19 +122,6 @@ local function fk_num(s)
   return v
 end
 
--- HINCRBY on a counter that decides nothing (a breaker's or bucket's
--- `denied`, `opens`, `calls_ok` ...): one that is not an integer (edited
--- with redis-cli) starts afresh at n, where HINCRBY would fail the whole
--- call -- and with it every gateway call that asks the guard.
-local function fk_bump(key, field, n)
-  local r = redis.pcall('HINCRBY', key, field, n)
-  if type(r) == 'table' and r.err then
-    redis.call('HSET', key, field, n)
-    return tonumber(n)
-  end
-  return r
-end
-
 -- An order reached a final state: count it (totals, failures by reason,
 -- retry-count distribution, retry duration), drop its lease, and let a
 -- settled record expire after the retention (never one waiting for review).
@@ -134,10 +137,10 @@ local function fk_finalize(okey, stats, minute, state, reason, now, retention, k
   if first_fail > now then first_fail = 0 end
   fk_count(stats, minute, state, 1)
   if reason ~= '' then fk_count(stats, minute, 'reason:' .. reason, 1) end
-  redis.call('HINCRBY', stats, 'attempts:' .. attempts, '1')
+  fk_bump(stats, 'attempts:' .. attempts, '1')
   if first_fail > 0 then
-    redis.call('HINCRBY', stats, 'retry_ms_sum', now - first_fail)
-    redis.call('HINCRBY', stats, 'retry_ms_count', 1)
+    fk_bump(stats, 'retry_ms_sum', string.format('%d', now - first_fail))
+    fk_bump(stats, 'retry_ms_count', '1')
   end
   if not known then redis.call('HDEL', okey, 'lease_until', 'lease_entry') end
   local ret = tonumber(retention) or 0

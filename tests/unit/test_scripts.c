@@ -1623,6 +1623,19 @@ static void t_accept_paid(void **state) {
     char *before = snapshot();
     assert_string_equal(accept_(&x), "['done','completed']");
     assert_unchanged(before);
+
+    /* counters edited into garbage start afresh; the order is not failed
+     * half-way (the codes popped, the idempotency key set, no record) */
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s submitted 1.5 completed x attempts:0 y", g_k.stats));
+    pending_entry(id, sizeof(id), "order", "{}");
+    acc y = {.entry = id, .oid = "A3", .idem = "k3", .sku = "sku1", .qty = 1, .amount = 10,
+             .mode = "paid"};
+    assert_string_equal(accept_(&y), "['completed','[\"sku1-c3\"]']");
+    assert_string_equal(hget("A3", "state"), "'completed'");
+    assert_int_equal(stat_of("submitted"), 1);
+    assert_int_equal(stat_of("completed"), 1);
+    assert_int_equal(stat_of("attempts:0"), 1); /* fk_finalize ran to its end */
+    assert_int_equal(pending_count(), 0);
 }
 
 static void t_accept_out_of_stock(void **state) {
