@@ -137,10 +137,15 @@ local function fk_finalize(okey, stats, minute, state, reason, now, retention, k
   if first_fail > now then first_fail = 0 end
   fk_count(stats, minute, state, 1)
   if reason ~= '' then fk_count(stats, minute, 'reason:' .. reason, 1) end
-  fk_bump(stats, 'attempts:' .. attempts, '1')
-  if first_fail > 0 then
-    fk_bump(stats, 'retry_ms_sum', string.format('%d', now - first_fail))
-    fk_bump(stats, 'retry_ms_count', '1')
+  -- The retry figures count settlements (completed, failed, expired), not
+  -- a wait for a human: an order in manual_review is counted when it
+  -- leaves it (docs/METRICS.md)
+  if state ~= FK_ST.MANUAL_REVIEW then
+    fk_bump(stats, 'attempts:' .. attempts, '1')
+    if first_fail > 0 then
+      fk_bump(stats, 'retry_ms_sum', string.format('%d', now - first_fail))
+      fk_bump(stats, 'retry_ms_count', '1')
+    end
   end
   if not known then redis.call('HDEL', okey, 'lease_until', 'lease_entry') end
   local ret = tonumber(retention) or 0

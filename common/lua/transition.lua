@@ -155,6 +155,13 @@ if op.C then
   hd[#hd + 1] = 'pay_status'
   hd[#hd + 1] = 'polls'
 end
+-- an operator's fresh attempt budget (the extra field attempts = 0) starts
+-- a new run: its retry duration counts from its own first failure, not
+-- from one before the order waited in failed or review
+if ARGV[15] == 'attempts' and ARGV[16] == '0' and h[6] and not op.R then
+  hd = hd or {}
+  hd[#hd + 1] = 'first_fail_at'
+end
 -- (a field this call sets is never one it deletes: the extra field is
 -- never resv, a lease field, pay_status, polls or one a completed record
 -- drops)

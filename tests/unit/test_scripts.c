@@ -1035,6 +1035,35 @@ static void t_transition_reserve(void **state) {
     }
 }
 
+/* The retry figures (attempts:N, retry_ms_*) count settlements, not a
+ * wait for a human; an operator's fresh attempt budget starts a new run,
+ * so the time the order waited for the operator is no retry duration. */
+static void t_retry_figures(void **state) {
+    (void)state;
+    long long now = fk_now_ms();
+    seed_order("A1", "processing", "2", "[\"c1\"]");
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts 3 first_fail_at %lld", okey("A1"),
+                             now - 60000));
+    tr v = {.oid = "A1", .fence = "2", .from = "processing", .to = "manual_review",
+            .reason = "payment_unknown", .ops = "V"};
+    assert_string_equal(transition(&v), "['ok','2']");
+    assert_int_equal(stat_of("manual_review"), 1);
+    assert_int_equal(stat_of("attempts:3"), 0);
+    assert_int_equal(stat_of("retry_ms_count"), 0);
+    /* the operator sends it back with a fresh budget: a new run */
+    tr p = {.oid = "A1", .fence = "2", .from = "manual_review", .to = "processing",
+            .ops = "FQ", .extra_field = "attempts", .extra_value = "0"};
+    assert_string_equal(transition(&p), "['ok','3']");
+    assert_string_equal(hget("A1", "attempts"), "'0'");
+    assert_string_equal(hget("A1", "first_fail_at"), "nil");
+    tr d = {.oid = "A1", .fence = "3", .from = "processing", .to = "completed", .ops = "D",
+            .charge = "paid"};
+    assert_string_equal(transition(&d), "['ok','3']");
+    assert_int_equal(stat_of("attempts:0"), 1);
+    assert_int_equal(stat_of("attempts:3"), 0);
+    assert_int_equal(stat_of("retry_ms_count"), 0); /* no failure in this run */
+}
+
 static void t_transition_deliver(void **state) {
     (void)state;
     seed_order("A1", "processing", "5", "[\"c1\",\"c2\"]");
@@ -2257,6 +2286,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(t_notify_done, flush),
         cmocka_unit_test_setup(t_payment, flush),
         cmocka_unit_test_setup(t_accept_paid, flush),
+        cmocka_unit_test_setup(t_retry_figures, flush),
         cmocka_unit_test_setup(t_accept_out_of_stock, flush),
         cmocka_unit_test_setup(t_accept_dup_conflict, flush),
         cmocka_unit_test_setup(t_accept_charge, flush),
