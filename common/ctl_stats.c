@@ -77,7 +77,7 @@ static int take(fk_ctl *ctl, snap *s) {
         char mkey[160];
         fk_key_stats_minute(k, s->at - (long long)(HOUR_MINUTES - 1 - i) * 60000, mkey,
                             sizeof(mkey));
-        redisAppendCommand(ctl->c, "HMGET %s completed failed expired manual_review", mkey);
+        redisAppendCommand(ctl->c, "HMGET %s completed failed expired", mkey);
     }
     redisReply *r[FIXED + HOUR_MINUTES];
     if ((rc = fk_ctl_pipeline(ctl, r, FIXED + HOUR_MINUTES))) return rc;
@@ -142,10 +142,12 @@ out:
     return rc;
 }
 
-/* Orders that reached a final state (every settlement counts: a rate). */
+/* Settlements: orders that reached completed, failed or expired (each one
+ * counts: a rate of work done; an order settled again after a retry or a
+ * late payment counts again). Not manual_review: a wait for a human is no
+ * final state, and the order is counted when it is settled. */
 static long long settled(const fk_metrics *m) {
-    return fk_metrics_add(fk_metrics_add(m->completed, m->failed),
-                          fk_metrics_add(m->expired, m->manual_review));
+    return fk_metrics_add(fk_metrics_add(m->completed, m->failed), m->expired);
 }
 
 /* Final orders per second over the last 60 s, from the minute hashes: this
