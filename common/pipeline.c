@@ -779,7 +779,20 @@ static void on_take(fk_job *j, redisReply *reply, const char *st) {
         finish(j, FK_JOB_LEFT);
         return;
     }
-    /* done / owned / missing: settled by the script's ack */
+    if (strcmp(st, "missing") == 0) {
+        /* A retry entry for an order with no record: the reclaim sweep
+         * dead-lettered its order entry before any worker could accept it
+         * (its accept kept failing, or the workers holding it kept dying),
+         * so the order exists only in the dead stream. Said loudly: it
+         * waits for an operator (fakactl dead requeue), not for the fleet. */
+        fk_warn("order.dead_before_accept", oid(j),
+                "a retry for an order with no record: its entry was dead-lettered before it "
+                "was accepted (or its record expired); `fakactl dead list` shows it, "
+                "`fakactl dead requeue` takes it up");
+        finish(j, FK_JOB_SETTLED);
+        return;
+    }
+    /* done / owned: settled by the script's ack */
     fk_debug("order.skip", oid(j), "entry %s: %s %s", j->entry_id, st, elem(reply, 1));
     finish(j, FK_JOB_SETTLED);
 }

@@ -73,7 +73,8 @@ for _, p in ipairs(pend) do
     if oid and kind == 'payment' then
       history = history .. '; payment for order ' .. oid .. ' re-queued as a payment entry'
     elseif oid then
-      history = history .. '; order ' .. oid .. ' re-queued as a retry entry'
+      history = history .. '; order ' .. oid .. ' re-queued as a retry entry (an order ' ..
+        'never accepted has no record to resume: fakactl dead requeue takes it up)'
     end
     redis.call('XADD', dead, 'MAXLEN', '~', ARGV[6], '*', 'raw', raw,
       'error', 'delivered ' .. deliveries .. ' times without being settled',

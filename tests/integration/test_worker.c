@@ -508,6 +508,39 @@ static void test_pel_after_cmd_reconnect(void **state) {
     fk_t_redis_stop(&r);
 }
 
+/* An order entry dead-lettered before any worker could accept it (here:
+ * its stock key of another type fails every accept) has no record for
+ * the retry entry the reclaim adds: the worker says so, loudly, instead
+ * of acknowledging the retry in silence. */
+static void test_dead_before_accept(void **state) {
+    (void)state;
+    fk_t_redis r;
+    fk_t_redis_start(&r, 0);
+    redisContext *c = fk_t_connect(&r);
+    const char *extra[] = {"--lease-ms=1000", "--max-deliveries=2", NULL};
+    pid_t w = fk_t_worker(&r, "w1", extra);
+    freeReplyObject(fk_t_cmd(c, "SET %s:stock:wow-60d not-a-list", P));
+    freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
+                             "{\"order_id\":\"DB1\",\"sku\":\"wow-60d\",\"qty\":1,"
+                             "\"amount\":100}"));
+    waitarg wd = {c, 1, "dead"};
+    assert_true(fk_t_until(stat_reaches, &wd, 20000));
+    char log[400];
+    snprintf(log, sizeof(log), "%s/w1.log", r.dir);
+    long long t0 = fk_t_now_ms();
+    while (fk_t_log_count(log, "order.dead_before_accept", "DB1") < 1 &&
+           fk_t_now_ms() - t0 < 10000)
+        fk_t_sleep_ms(100);
+    assert_int_equal(fk_t_log_count(log, "order.dead_before_accept", "DB1"), 1);
+    assert_int_equal(fk_t_int(c, "EXISTS %s:order:DB1", P), 0);
+    redisReply *d = fk_t_cmd(c, "XRANGE %s:dead - +", P);
+    assert_int_equal(d->elements, 1);
+    freeReplyObject(d);
+    assert_int_equal(fk_t_stop(w), 0);
+    redisFree(c);
+    fk_t_redis_stop(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_bad_config, fk_t_teardown),
@@ -520,6 +553,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_sigterm_drain, fk_t_teardown),
         cmocka_unit_test_teardown(test_redis_restart, fk_t_teardown),
         cmocka_unit_test_teardown(test_pel_after_cmd_reconnect, fk_t_teardown),
+        cmocka_unit_test_teardown(test_dead_before_accept, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
