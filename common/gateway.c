@@ -160,7 +160,7 @@ static void set_detail(fk_gw_result *out, const char *fmt, ...) {
 
 void fk_gateway_classify(int is_query, const fk_http_response *resp,
                          fk_gw_result *out) {
-    static const fk_http_response empty = {FK_EHTTP, 1, 0, "", 0, 0, "", NULL, 0};
+    static const fk_http_response empty = {FK_EHTTP, 1, 0, "", 0, 0, "", NULL, 0, 0};
     const char *what = is_query ? "GET /charges/{key}" : "POST /charges";
     gw_body b;
 
@@ -250,11 +250,20 @@ void fk_gateway_classify(int is_query, const fk_http_response *resp,
         out->outcome = FK_GW_INVALID;
         set_reason(out, &b, "invalid_request");
         phrase = "the gateway refused our request as invalid";
-    } else if (st == 429) {
+    } else if (st == 429 && !resp->resent) {
         out->outcome = FK_GW_TRANSIENT;
         out->maybe_charged = 0;
         set_reason(out, NULL, "rate_limited");
         phrase = "rate limited before processing, nothing charged";
+    } else if (st == 429) {
+        /* The answer to curl's re-send (http.h): the first send died
+         * without an answer on a reused connection, and the gateway may
+         * have charged it before the rate limiter refused the second. */
+        out->outcome = FK_GW_TRANSIENT;
+        out->maybe_charged = 1;
+        set_reason(out, NULL, "rate_limited");
+        phrase = "rate limited, but it answered a re-send: the first may have been "
+                 "charged, outcome unknown";
     } else {
         /* 5xx and every status the contract does not name. */
         out->outcome = FK_GW_TRANSIENT;

@@ -109,6 +109,7 @@ struct http_req {
     int closed_sent;            /* maybe_sent, computed by fk_http_close */
     int oom;                    /* the body buffer could not grow */
     int late;                   /* aborted unsent: past deadline_ns */
+    int resent;                 /* curl sent it again (see http.h, Re-sends) */
     uint64_t deadline_ns;       /* uv_hrtime() after which it must not go
                                    out; 0 = none (fk_http_request_by) */
     int has_retry_after;
@@ -415,6 +416,8 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip,
                      int primary_port, int local_port) {
     http_easy *e = userp;
     http_req *r = e->req;
+    if (r->reached)
+        r->resent = 1; /* curl's own re-send on a fresh connection */
     if (req_past_deadline(r)) {
         if (!r->reached)
             r->late = 1;
@@ -564,6 +567,7 @@ static void req_complete(fk_http *h, http_req *r, CURLcode code, CURLMcode mcode
     memset(&resp, 0, sizeof(resp));
     resp.err = err_override ? err_override : r->oom ? FK_ENOMEM : http_xlate(code, mcode);
     resp.maybe_sent = maybe_sent;
+    resp.resent = r->resent;
     if (e && r->reached) {
         long status = 0;
         if (curl_easy_getinfo(e->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)

@@ -67,6 +67,9 @@ typedef struct fk_http_response {
     int late;           /* 1: not sent because its deadline had passed
                            (fk_http_request_by); then err is FK_ETIMEOUT and
                            maybe_sent 0 */
+    int resent;         /* 1: curl sent the request a second time (see
+                           "Re-sends" above): the answer is the second
+                           send's, and the first may have been processed */
 } fk_http_response;
 
 typedef void (*fk_http_cb)(void *arg, const fk_http_response *resp);

@@ -229,7 +229,9 @@ static void retry_or_give_up(fk_job *j, int maybe_charged, long long retry_after
     /* A charge we just sent that certainly did not land is "absent"; one
      * that may have landed is "unknown" (the next attempt asks first).
      * Earlier doubt is always resolved by a query before a new POST, so
-     * this attempt's answer is the whole truth. */
+     * this attempt's answer is the whole truth -- provided it answers
+     * every send of it: a 429 to curl's silent re-send says nothing of the
+     * first send, and is classified maybe charged (gateway.c). */
     const char *charge_state = maybe_charged ? "unknown" : j->charge;
     if (!maybe_charged && strcmp(j->charge, "sent") == 0) charge_state = "absent";
     if (j->attempts + 1 >= cfg->retry_max) {
