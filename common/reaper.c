@@ -268,7 +268,9 @@ static void on_query(void *arg, const fk_gw_result *res) {
         return;
     case FK_GW_NOT_FOUND:
         /* proof that no charge exists for the key; the lease we hold fences
-         * every worker's charge request, so none can still land */
+         * every worker's charge request, so none can still land -- but for
+         * a worker paused between its last deadline check and the send
+         * (docs/STATES.md, "What is still open") */
         expire(s, "absent");
         return;
     case FK_GW_DECLINED:
