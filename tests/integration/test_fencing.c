@@ -529,16 +529,6 @@ static void test_racing_duplicates_find_owner(void **state) {
     for (int i = 0; i < 3; i++) stop_worker(&E.w[i]);
 }
 
-typedef struct field_wait {
-    redisContext *c;
-    const char *id, *field, *want;
-} field_wait;
-
-static int field_is(void *arg) {
-    field_wait *w = arg;
-    return hget_is(w->c, w->id, w->field, w->want);
-}
-
 /* The gateway says paid, but while the POST was out the order was settled
  * by someone else (here by hand, as the reaper's expiry leaves it: state
  * expired, fence bumped), so the worker's delivery is refused as stale.
@@ -559,14 +549,11 @@ static void test_paid_after_lease_lost(void **state) {
     freeReplyObject(fk_t_cmd(c, "XADD %s:orders * order %s", P,
                              "{\"order_id\":\"L1\",\"sku\":\"wow-60d\",\"qty\":1,"
                              "\"amount\":100}"));
-    field_wait fw = {c, "L1", "charge", "sent"};
-    assert_true(fk_t_until(field_is, &fw, 10000));
+    assert_true(fk_t_wait_field(c, P, "L1", "charge", "sent", 10000));
     /* the POST is out (800 ms at the gateway): settle the order under it */
     freeReplyObject(fk_t_cmd(c, "HSET %s:order:L1 state expired reason processing_timeout", P));
     freeReplyObject(fk_t_cmd(c, "HINCRBY %s:order:L1 fence 1", P));
-    fw.field = "state";
-    fw.want = "manual_review";
-    assert_true(fk_t_until(field_is, &fw, 10000));
+    assert_true(fk_t_wait_field(c, P, "L1", "state", "manual_review", 10000));
     assert_true(hget_is(c, "L1", "reason", "late_payment"));
     assert_true(hget_is(c, "L1", "pay_status", "succeeded"));
     long long charges = 0, posts = 0;
@@ -632,8 +619,7 @@ static void test_late_reply_no_charge(void **state) {
         fk_t_ledger_key(g, id, &charges, &posts);
         int hit = hget_is(c, id, "charge", "sent") && posts <= 0;
         assert_int_equal(kill(E.w[0], SIGCONT), 0);
-        field_wait fw = {c, id, "state", "completed"};
-        assert_true(fk_t_until(field_is, &fw, 15000));
+        assert_true(fk_t_wait_field(c, P, id, "state", "completed", 15000));
         fk_t_ledger_key(g, id, &charges, &posts);
         assert_int_equal(charges, 1);
         int late = fk_t_log_count(log, "charge.late", id);

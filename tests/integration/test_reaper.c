@@ -603,16 +603,6 @@ static void test_late_payment(void **state) {
     fx_stop(&f);
 }
 
-typedef struct field_wait {
-    redisContext *c;
-    const char *id, *field, *want;
-} field_wait;
-
-static int field_reaches(void *arg) {
-    const field_wait *w = arg;
-    return field_is(w->c, w->id, w->field, w->want);
-}
-
 /* A shop's stale decline wins the race against the reaper's query, whose
  * answer is paid: the reaper's delivery comes back stale (the order failed
  * meanwhile, its codes released), and the reaper records the payment as
@@ -632,8 +622,7 @@ static void test_decline_races_paid_query(void **state) {
     zombie(f.c, "O3", "processing", "sent", "wow-60d", 1, 1, "");
     f.reaper[0] = reaper(&f, "reaper1", f.g.url, NULL);
     /* the reaper holds it and is asking the slow gateway */
-    field_wait fw = {f.c, "O3", "lease_entry", "reaper"};
-    assert_true(fk_t_until(field_reaches, &fw, 10000));
+    assert_true(fk_t_wait_field(f.c, P, "O3", "lease_entry", "reaper", 10000));
     freeReplyObject(fk_t_cmd(f.c, "XADD %s:orders * payment %s", P,
                              "{\"order_id\":\"O3\",\"status\":\"declined\"}"));
     assert_true(fk_t_wait_order(f.c, P, "O3", "manual_review", 10000));

@@ -297,3 +297,27 @@ int fk_t_wait_order(redisContext *c, const char *prefix, const char *id, const c
             state);
     return 0;
 }
+
+typedef struct field_wait {
+    redisContext *c;
+    const char *prefix, *id, *field, *want;
+    char got[128];
+} field_wait;
+
+static int field_equals(void *arg) {
+    field_wait *w = arg;
+    redisReply *r = fk_t_cmd(w->c, "HGET %s:order:%s %s", w->prefix, w->id, w->field);
+    snprintf(w->got, sizeof(w->got), "%s", r->type == REDIS_REPLY_STRING ? r->str : "(nil)");
+    int ok = r->type == REDIS_REPLY_STRING && strcmp(r->str, w->want) == 0;
+    freeReplyObject(r);
+    return ok;
+}
+
+int fk_t_wait_field(redisContext *c, const char *prefix, const char *id, const char *field,
+                    const char *want, long timeout_ms) {
+    field_wait w = {c, prefix, id, field, want, ""};
+    if (fk_t_until(field_equals, &w, timeout_ms)) return 1;
+    fprintf(stderr, "# order %s: %s is %s after %ld ms, waited for %s\n", id, field, w.got,
+            timeout_ms, want);
+    return 0;
+}

@@ -56,6 +56,11 @@ int fk_t_order_is(redisContext *c, const char *prefix, const char *id, const cha
 int fk_t_wait_order(redisContext *c, const char *prefix, const char *id, const char *state,
                     long timeout_ms);
 
+/* Wait up to timeout_ms for field of order id under prefix to equal want:
+ * 1 if it did; else 0, after saying on stderr what it holds. */
+int fk_t_wait_field(redisContext *c, const char *prefix, const char *id, const char *field,
+                    const char *want, long timeout_ms);
+
 /* stats hash field as a number (0 if absent). */
 long long fk_t_stat(redisContext *c, const char *prefix, const char *field);
 
