@@ -137,6 +137,10 @@ static const opt options[] = {
      "to trim"},
     {"reap-batch", "FAKA_REAP_BATCH", OPT_INT, OFF(reap_batch), 0, 1, 10000, "100", R,
      CHK_NONE, "orders one reaper settles at once (gateway queries in flight)"},
+    {"recheck-ms", "FAKA_RECHECK_MS", OPT_INT, OFF(recheck_ms), 0, 0, 86400000, "60000", R,
+     CHK_NONE,
+     "after expiring an order because the gateway had no charge for it, ask again this "
+     "long, 10x and 60x as long after (a paused worker's charge may land late; 0 = never)"},
     {"worker-ttl-ms", "FAKA_WORKER_TTL_MS", OPT_INT, OFF(worker_ttl_ms), 0, 3000, 86400000,
      "30000", R | C, CHK_NONE,
      "a worker whose heartbeat is older than this is dead: its consumer is removed once it "

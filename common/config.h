@@ -68,6 +68,7 @@ typedef struct fk_config {
     /* reaper (reaper.h) */
     long long reap_ms;         /* how often the reaper sweeps */
     long long reap_batch;      /* orders settled at once per reaper */
+    long long recheck_ms;      /* first look again after a 404 expiry (0 = never) */
     long long worker_ttl_ms;   /* a heartbeat older than this is a dead worker */
     long long stream_trim;     /* 1: trim acknowledged entries from the stream */
 } fk_config;

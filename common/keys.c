@@ -16,6 +16,7 @@ void fk_keys_init(fk_keys *k, const char *prefix) {
     snprintf(k->workers, sizeof(k->workers), "%s:workers", prefix);
     snprintf(k->reapers, sizeof(k->reapers), "%s:reapers", prefix);
     snprintf(k->active, sizeof(k->active), "%s:active", prefix);
+    snprintf(k->recheck, sizeof(k->recheck), "%s:recheck", prefix);
     snprintf(k->breaker, sizeof(k->breaker), "%s:breaker", prefix);
     snprintf(k->ratelimit, sizeof(k->ratelimit), "%s:ratelimit", prefix);
     snprintf(k->group, sizeof(k->group), "workers");

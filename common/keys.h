@@ -21,6 +21,7 @@ typedef struct fk_keys {
     char workers[96];  /* {p}:workers  zset worker id -> last heartbeat ms */
     char reapers[96];  /* {p}:reapers  zset reaper id -> last heartbeat ms */
     char active[96];   /* {p}:active   zset order_id -> deadline ms (non-final orders) */
+    char recheck[96];  /* {p}:recheck  zset order_id -> next look ms (expired on a 404) */
     char breaker[96];  /* {p}:breaker  hash, fleet-wide gateway circuit breaker */
     char ratelimit[96];/* {p}:ratelimit hash, gateway token bucket */
     char group[16];    /* consumer group name: "workers" */

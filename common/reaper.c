@@ -1,5 +1,6 @@
 /* reaper.c -- faka-reaper's loop: settling orders past their deadline,
- * sweeping dead consumers, trimming the stream (see reaper.h). */
+ * looking again at orders it expired on the gateway's 404, sweeping dead
+ * consumers, trimming the stream (see reaper.h). */
 #include "reaper.h"
 #include "clock.h"
 #include "err.h"
@@ -43,6 +44,8 @@ typedef struct settle {
     int has_resv;
     int probe;        /* the guard let our query through as a half-open probe */
     int paid;         /* the transition in flight records charge=paid */
+    int recheck;      /* a second look at an expired order (recheck_take.lua), not a settlement */
+    int last;         /* ... its last look: a definite answer ends the watch */
 } settle;
 
 struct fk_reaper {
@@ -58,7 +61,7 @@ struct fk_reaper {
 
     settle *settles; /* in flight */
     size_t inflight;
-    int scanning, sweeping, trimming;
+    int scanning, sweeping, trimming, rechecking;
     int rescan;      /* the last scan was a full batch: scan again when room frees up */
 
     int stopping;    /* 1 draining, 2 closing */
@@ -74,10 +77,14 @@ struct fk_reaper {
     unsigned long long n_taken, n_busy, n_gone, n_stale, n_deferred, n_abandoned;
     unsigned long long n_final[FK_ST__COUNT];
     unsigned long long n_trimmed, n_consumers;
+    unsigned long long n_rechecked, n_late_charges;
 };
 
 static void shutdown_all(fk_reaper *rp);
 static void scan(fk_reaper *rp);
+
+/* 1 while a scan for candidates is in flight (the drain waits for it). */
+static int scanning(const fk_reaper *rp) { return rp->scanning || rp->rechecking; }
 
 /* ---- settling: bookkeeping ------------------------------------------------ */
 
@@ -96,7 +103,7 @@ static void settle_end(settle *s) {
     if (s->next) s->next->prev = s->prev;
     rp->inflight--;
     free(s);
-    if (rp->stopping == 1 && rp->inflight == 0 && !rp->scanning) shutdown_all(rp);
+    if (rp->stopping == 1 && rp->inflight == 0 && !scanning(rp)) shutdown_all(rp);
     else if (rp->rescan && !rp->stopping) scan(rp);
 }
 
@@ -230,6 +237,93 @@ static void review(settle *s, const char *detail) {
     go(s, FK_ST_MANUAL_REVIEW, FK_R_PAYMENT_UNKNOWN, detail, "V", 0, NULL, NULL);
 }
 
+/* ---- the second look at orders expired on the gateway's 404 -------------------- */
+
+/* Before expiring a processing order because the gateway had no charge
+ * for it: put it in the recheck index with score 0 ("look now";
+ * recheck_take.lua then sets the first real time from the expiry). Sent
+ * ahead of the transition on the same connection, so an expiry never
+ * lacks its look; a look at an order that did not expire after all finds
+ * it in another state and drops it. */
+static void recheck_add(settle *s) {
+    fk_reaper *rp = s->rp;
+    if (rp->cfg.recheck_ms <= 0) return;
+    int rc = fk_redis_command(rp->cmd, NULL, NULL, "ZADD %s NX 0 %s", rp->keys.recheck,
+                              s->order_id);
+    if (rc) fk_warn("reaper.recheck", s->order_id, "second look not scheduled: %s",
+                    fk_strerror(rc));
+}
+
+/* The watch over an expired order is over: out of the index. */
+static void recheck_done(settle *s, const char *why) {
+    fk_reaper *rp = s->rp;
+    fk_info("reaper.recheck", s->order_id, "%s; no more looks", why);
+    fk_redis_command(rp->cmd, NULL, NULL, "ZREM %s %s", rp->keys.recheck, s->order_id);
+    settle_end(s);
+}
+
+static void on_late_recorded(fk_redis *r, redisReply *reply, void *arg) {
+    settle *s = arg;
+    (void)r;
+    if (!closing(s) && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_STRING) {
+        s->rp->n_late_charges++;
+        char why[64];
+        snprintf(why, sizeof(why), "late charge recorded (%s)", reply->element[0]->str);
+        recheck_done(s, why);
+        return;
+    }
+    /* still in the index: its next look asks again */
+    if (!closing(s))
+        fk_error("reaper.late_charge", s->order_id, "recording the charge failed: %s",
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+    settle_end(s);
+}
+
+/* What the gateway says now about an order expired on its 404. A charge
+ * found now is a charge no order accounts for: it is recorded as the
+ * shop's callback would have (payment.lua: expired -> manual_review/
+ * late_payment), so a human refunds or delivers. */
+static void recheck_answer(settle *s, const fk_gw_result *res) {
+    fk_reaper *rp = s->rp;
+    fk_info("reaper.recheck", s->order_id, "expired on a 404%s; gateway now says %s (%s)",
+            s->last ? ", last look" : "", fk_gw_outcome_name(res->outcome), res->detail);
+    switch (res->outcome) {
+    case FK_GW_PAID: {
+        fk_error("reaper.late_charge", s->order_id,
+                 "the gateway has a charge for this order, expired as not charged; "
+                 "recording it for review (late_payment)");
+        char skey[FK_KEY_MAX];
+        fk_key_stock(&rp->keys, s->sku, skey, sizeof(skey));
+        fk_pay_rec p = {s->order_id, "succeeded", s->payment_id, skey, "", "", rp->notify};
+        int rc = fk_payment_record(rp->cmd, &rp->cfg, &rp->keys, &p, on_late_recorded, s);
+        if (rc) abandon(s, "late charge not recorded", rc);
+        return;
+    }
+    case FK_GW_DECLINED:
+    case FK_GW_RISK:
+        recheck_done(s, "a charge came late and was refused");
+        return;
+    case FK_GW_NOT_FOUND:
+        if (s->last) recheck_done(s, "still no charge at the last look");
+        else settle_end(s);
+        return;
+    case FK_GW_PENDING:
+        if (s->last) {
+            fk_warn("reaper.late_charge", s->order_id,
+                    "a charge is still pending at the gateway at the last look; a payment "
+                    "that completes reaches review through the shop's callback");
+            recheck_done(s, "charge pending at the last look");
+        } else {
+            settle_end(s);
+        }
+        return;
+    default: /* no answer: asked again at the next look */
+        settle_end(s);
+        return;
+    }
+}
+
 /* ---- settling: the gateway ------------------------------------------------------ */
 
 static void on_query(void *arg, const fk_gw_result *res) {
@@ -242,10 +336,14 @@ static void on_query(void *arg, const fk_gw_result *res) {
     int rc = fk_guard_report(rp->cmd, &rp->keys, &rp->guard, res->outcome == FK_GW_TRANSIENT,
                              s->probe);
     if (rc) fk_debug("guard.report", s->order_id, "not sent: %s", fk_strerror(rc));
-    fk_info("reaper.query", s->order_id, "%s past its deadline; gateway says %s (%s)",
-            fk_state_name(s->state), fk_gw_outcome_name(res->outcome), res->detail);
     if (res->payment_id[0])
         snprintf(s->payment_id, sizeof(s->payment_id), "%s", res->payment_id);
+    if (s->recheck) {
+        recheck_answer(s, res);
+        return;
+    }
+    fk_info("reaper.query", s->order_id, "%s past its deadline; gateway says %s (%s)",
+            fk_state_name(s->state), fk_gw_outcome_name(res->outcome), res->detail);
     if (s->state == FK_ST_PENDING_PAYMENT) {
         if (res->outcome == FK_GW_PAID && s->has_resv) {
             go(s, FK_ST_PROCESSING, FK_R_NONE, NULL, "K", 0, "paid", NULL);
@@ -270,7 +368,9 @@ static void on_query(void *arg, const fk_gw_result *res) {
         /* proof that no charge exists for the key; the lease we hold fences
          * every worker's charge request, so none can still land -- but for
          * a worker paused between its last deadline check and the send
-         * (docs/STATES.md, "What is still open") */
+         * (docs/STATES.md, "A charge that lands after the order expired"):
+         * the second look asks again later */
+        recheck_add(s);
         expire(s, "absent");
         return;
     case FK_GW_DECLINED:
@@ -294,7 +394,9 @@ static void on_query(void *arg, const fk_gw_result *res) {
 static void query(settle *s) {
     const char *key = s->idem[0] ? s->idem : s->order_id;
     int rc = fk_gateway_query(s->rp->gw, key, on_query, s);
-    if (rc == FK_EINVAL) /* a stored key the gateway client refuses: nobody can ask */
+    if (rc == FK_EINVAL && s->recheck) /* an idem edited since: nobody can ask */
+        recheck_done(s, "the order's idempotency key cannot be sent to the gateway");
+    else if (rc == FK_EINVAL) /* a stored key the gateway client refuses: nobody can ask */
         review(s, "the order's idempotency key cannot be sent to the gateway");
     else if (rc)
         abandon(s, "gateway query not sent", rc);
@@ -408,12 +510,13 @@ static void on_take(fk_redis *r, redisReply *reply, void *arg) {
     decide(s);
 }
 
-static void take(fk_reaper *rp, const char *id, size_t len) {
-    char okey[FK_KEY_MAX];
+/* A new settlement (or second look) for the order id, in flight; NULL
+ * when out of memory (logged: the order is taken up at a later scan). */
+static settle *settle_new(fk_reaper *rp, const char *id, size_t len) {
     settle *s = calloc(1, sizeof(*s));
     if (!s) {
         fk_error("reaper.oom", NULL, "no memory to settle an order; next sweep");
-        return;
+        return NULL;
     }
     s->rp = rp;
     memcpy(s->order_id, id, len);
@@ -422,6 +525,13 @@ static void take(fk_reaper *rp, const char *id, size_t len) {
     if (rp->settles) rp->settles->prev = s;
     rp->settles = s;
     rp->inflight++;
+    return s;
+}
+
+static void take(fk_reaper *rp, const char *id, size_t len) {
+    char okey[FK_KEY_MAX];
+    settle *s = settle_new(rp, id, len);
+    if (!s) return;
     fk_key_order(&rp->keys, s->order_id, okey, sizeof(okey));
     fk_args a;
     fk_args_init(&a);
@@ -436,6 +546,18 @@ static void take(fk_reaper *rp, const char *id, size_t len) {
 
 /* ---- settling: finding the candidates ------------------------------------------- */
 
+/* 1 if e, an element of an index's answer, is an order id no settlement
+ * or look of ours holds now. Ids in an index come from faka's own writes; a
+ * malformed one would be an index corruption: skipped, not acted on. */
+static int index_id(const fk_reaper *rp, const redisReply *e, const char *index) {
+    if (e->type != REDIS_REPLY_STRING || e->len > FK_ORDER_ID_MAX ||
+        strlen(e->str) != e->len || !fk_order_id_valid(e->str)) {
+        fk_warn("reaper.index", NULL, "skipping a malformed id in %s", index);
+        return 0;
+    }
+    return !settling(rp, e->str, e->len);
+}
+
 static void on_scan(fk_redis *r, redisReply *reply, void *arg) {
     fk_reaper *rp = arg;
     char err[256];
@@ -444,21 +566,14 @@ static void on_scan(fk_redis *r, redisReply *reply, void *arg) {
     int rc = fk_redis_reply_err(reply, err, sizeof(err));
     if (rc == FK_EREDIS) fk_error("reaper.scan", NULL, "settle_due: %s", err);
     if (rc || reply->type != REDIS_REPLY_ARRAY || rp->stopping) {
-        if (rp->stopping == 1 && rp->inflight == 0) shutdown_all(rp);
+        if (rp->stopping == 1 && rp->inflight == 0 && !scanning(rp)) shutdown_all(rp);
         return;
     }
     size_t started = 0;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
         if (rp->inflight >= (size_t)rp->cfg.reap_batch) break;
-        /* ids come from the index, which only Lua writes; a malformed one
-         * would be an index corruption: skip it rather than act on it */
-        if (e->type != REDIS_REPLY_STRING || e->len > FK_ORDER_ID_MAX ||
-            strlen(e->str) != e->len || !fk_order_id_valid(e->str)) {
-            fk_warn("reaper.index", NULL, "skipping a malformed id in %s", rp->keys.active);
-            continue;
-        }
-        if (settling(rp, e->str, e->len)) continue;
+        if (!index_id(rp, e, rp->keys.active)) continue;
         take(rp, e->str, e->len);
         started++;
     }
@@ -477,6 +592,89 @@ static void scan(fk_reaper *rp) {
     fk_args_str(&a, rp->keys.active);
     fk_args_ll(&a, rp->cfg.reap_batch);
     if (fk_script_call(rp->cmd, FK_LUA_SETTLE_DUE, 1, &a, on_scan, rp) == 0) rp->scanning = 1;
+}
+
+/* ---- the second look: finding and taking the orders due ------------------------------ */
+
+static void on_recheck_take(fk_redis *r, redisReply *reply, void *arg) {
+    settle *s = arg;
+    fk_reaper *rp = s->rp;
+    char err[256];
+    (void)r;
+    if (closing(s)) {
+        settle_end(s);
+        return;
+    }
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.redis", s->order_id, "recheck_take: %s", err);
+    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)) rc = FK_EPROTO;
+    if (rc) {
+        abandon(s, "recheck_take failed", rc);
+        return;
+    }
+    const char *what = str_at(reply, 0);
+    if (strcmp(what, "ask") != 0 || reply->elements < 5) {
+        if (strcmp(what, "gone") == 0)
+            fk_info("reaper.recheck", s->order_id, "no more looks: %s", str_at(reply, 1));
+        settle_end(s);
+        return;
+    }
+    snprintf(s->idem, sizeof(s->idem), "%s", str_at(reply, 1));
+    snprintf(s->sku, sizeof(s->sku), "%s", str_at(reply, 2));
+    snprintf(s->payment_id, sizeof(s->payment_id), "%s", str_at(reply, 3));
+    s->last = strcmp(str_at(reply, 4), "1") == 0;
+    rp->n_rechecked++;
+    rc = fk_guard_check(rp->cmd, &rp->keys, &rp->guard, on_guard, s);
+    if (rc) abandon(s, "gateway guard check not sent", rc);
+}
+
+static void recheck_take(fk_reaper *rp, const char *id, size_t len) {
+    char okey[FK_KEY_MAX];
+    settle *s = settle_new(rp, id, len);
+    if (!s) return;
+    s->recheck = 1;
+    fk_key_order(&rp->keys, s->order_id, okey, sizeof(okey));
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, okey);
+    fk_args_str(&a, rp->keys.recheck);
+    fk_args_str(&a, s->order_id);
+    fk_args_ll(&a, rp->cfg.recheck_ms);
+    fk_args_ll(&a, rp->cfg.recheck_ms);
+    int rc = fk_script_call(rp->cmd, FK_LUA_RECHECK_TAKE, 2, &a, on_recheck_take, s);
+    if (rc) abandon(s, "recheck_take not sent", rc);
+}
+
+static void on_recheck_scan(fk_redis *r, redisReply *reply, void *arg) {
+    fk_reaper *rp = arg;
+    char err[256];
+    (void)r;
+    rp->rechecking = 0;
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.scan", NULL, "recheck_due: %s", err);
+    if (rc || reply->type != REDIS_REPLY_ARRAY || rp->stopping) {
+        if (rp->stopping == 1 && rp->inflight == 0 && !scanning(rp)) shutdown_all(rp);
+        return;
+    }
+    /* every id returned is claimed for a lease; one not taken now (held by
+     * a settlement of ours) comes back after it */
+    for (size_t i = 0; i < reply->elements; i++)
+        if (index_id(rp, reply->element[i], rp->keys.recheck))
+            recheck_take(rp, reply->element[i]->str, reply->element[i]->len);
+}
+
+static void recheck_scan(fk_reaper *rp) {
+    if (rp->rechecking || rp->stopping || !rp->gw || rp->cfg.recheck_ms <= 0 ||
+        !fk_redis_ready(rp->cmd))
+        return;
+    if (rp->inflight >= (size_t)rp->cfg.reap_batch) return;
+    fk_args a;
+    fk_args_init(&a);
+    fk_args_str(&a, rp->keys.recheck);
+    fk_args_ll(&a, rp->cfg.reap_batch - (long long)rp->inflight);
+    fk_args_ll(&a, rp->cfg.lease_ms);
+    if (fk_script_call(rp->cmd, FK_LUA_RECHECK_DUE, 1, &a, on_recheck_scan, rp) == 0)
+        rp->rechecking = 1;
 }
 
 /* ---- housekeeping: consumers and the stream ---------------------------------------- */
@@ -567,6 +765,7 @@ static void on_tick(uv_timer_t *t) {
     sweep(rp);
     trim(rp);
     scan(rp);
+    recheck_scan(rp);
 }
 
 static void on_redis_event(fk_redis *r, int event, void *arg) {
@@ -610,11 +809,13 @@ static void shutdown_all(fk_reaper *rp) {
             NULL,
             "stopping: taken %llu, completed %llu, expired %llu, failed %llu, review %llu, "
             "pending_payment %llu, busy %llu, gone %llu, stale %llu, deferred %llu, "
-            "abandoned %llu; trimmed %llu entries, removed %llu consumers",
+            "abandoned %llu; looked again at %llu, late charges %llu; trimmed %llu "
+            "entries, removed %llu consumers",
             rp->n_taken, rp->n_final[FK_ST_COMPLETED], rp->n_final[FK_ST_EXPIRED],
             rp->n_final[FK_ST_FAILED], rp->n_final[FK_ST_MANUAL_REVIEW],
             rp->n_final[FK_ST_PENDING_PAYMENT], rp->n_busy, rp->n_gone, rp->n_stale,
-            rp->n_deferred, rp->n_abandoned, rp->n_trimmed, rp->n_consumers);
+            rp->n_deferred, rp->n_abandoned, rp->n_rechecked, rp->n_late_charges,
+            rp->n_trimmed, rp->n_consumers);
     close_handle(rp, (uv_handle_t *)&rp->tick);
     close_handle(rp, (uv_handle_t *)&rp->sigterm);
     close_handle(rp, (uv_handle_t *)&rp->sigint);
@@ -645,7 +846,7 @@ static void on_signal(uv_signal_t *sig, int signum) {
             rp->inflight);
     rp->stopping = 1;
     rp->stop_deadline = uv_now(&rp->loop) + (uint64_t)rp->cfg.lease_ms;
-    if (rp->inflight == 0 && !rp->scanning) shutdown_all(rp);
+    if (rp->inflight == 0 && !scanning(rp)) shutdown_all(rp);
 }
 
 /* Set up the clients; 0 or an exit status. */
@@ -702,10 +903,12 @@ int fk_reaper_run(const fk_config *cfg) {
         uv_signal_start(&rp->sigint, on_signal, SIGINT);
         fk_info("reaper.start", NULL,
                 "reaper %s on %s:%d prefix=%s gateway=%s every %lld ms, batch %lld, lease %lld "
-                "ms, order ttl %lld s, payment ttl %lld s, worker ttl %lld ms, trim %s",
+                "ms, order ttl %lld s, payment ttl %lld s, worker ttl %lld ms, trim %s, "
+                "recheck %lld ms",
                 cfg->worker_id, rp->target.host, rp->target.port, cfg->prefix, cfg->gateway_url,
                 cfg->reap_ms, cfg->reap_batch, cfg->lease_ms, cfg->order_ttl_s,
-                cfg->payment_ttl_s, cfg->worker_ttl_ms, cfg->stream_trim ? "on" : "off");
+                cfg->payment_ttl_s, cfg->worker_ttl_ms, cfg->stream_trim ? "on" : "off",
+                cfg->recheck_ms);
     }
     uv_run(&rp->loop, UV_RUN_DEFAULT);
     /* every callback has run by now; nothing is left, but be sure */

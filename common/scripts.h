@@ -52,6 +52,8 @@
     X(FK_LUA_SWEEP_CONSUMERS, "sweep_consumers", "")                         \
     X(FK_LUA_STOCK_ADD, "stock_add", "")                                     \
     X(FK_LUA_NOTIFY_REQUEUE, "notify_requeue", "")                           \
+    X(FK_LUA_RECHECK_DUE, "recheck_due", "")                                 \
+    X(FK_LUA_RECHECK_TAKE, "recheck_take", "")                               \
     X(FK_LUA_TRIM_STREAM, "trim_stream", "'allow-oom'")
 
 enum fk_script_id {

@@ -5,6 +5,9 @@
  *    paid / still pending / paid without reservation; outcome unknown;
  *    --gateway none), each order settled exactly once;
  *  - a late payment after expiry reaches manual_review and delivers nothing;
+ *  - a charge that lands after the reaper expired its order on a 404 (a
+ *    paused worker's request) is found by the second look and sent to
+ *    manual_review; the looks follow their schedule and end;
  *  - zombies left by a SIGKILLed worker with no worker left are settled;
  *  - a poison entry is dead-lettered with its history, and consumers of
  *    dead workers are removed only once they hold nothing; a poison
@@ -640,6 +643,121 @@ static void test_decline_races_paid_query(void **state) {
     fx_stop(&f);
 }
 
+/* Redis's clock, in ms (the clock of every time in a record). */
+static long long redis_now_ms(redisContext *c) {
+    redisReply *r = fk_t_cmd(c, "TIME");
+    long long ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* An order as the reaper leaves it after expiring it on a 404, expired
+ * `age_ms` ago, and in the recheck index "to look at now", as the reaper
+ * puts it there. */
+static void write_expired(redisContext *c, const char *id, long long age_ms) {
+    freeReplyObject(fk_t_cmd(
+        c,
+        "HSET %s:order:%s state expired reason processing_timeout message x attempts 0 "
+        "sku wow-60d qty 1 amount 1500 currency CNY buyer b@x idem %s created_at 1000 "
+        "updated_at %lld fence 2 charge absent",
+        P, id, id, redis_now_ms(c) - age_ms));
+    freeReplyObject(fk_t_cmd(c, "ZADD %s:recheck 0 %s", P, id));
+}
+
+/* The recheck index holds `want` orders. */
+static int recheck_count_is(void *arg) {
+    waitarg *w = arg;
+    return fk_t_int(w->c, "ZCARD %s:recheck", P) == w->want;
+}
+
+typedef struct scorearg {
+    redisContext *c;
+    const char *id;
+    long long want;
+} scorearg;
+
+static int recheck_score_is(void *arg) {
+    scorearg *a = arg;
+    return fk_t_int(a->c, "ZSCORE %s:recheck %s", P, a->id) == a->want;
+}
+
+/* A worker paused between its last deadline check and the send puts its
+ * charge request on the wire after the reaper asked (404) and expired the
+ * order (docs/STATES.md, "A charge that lands after the order expired").
+ * The reaper's second look finds the charge and records it for review:
+ * manual_review/late_payment, no codes delivered, the released codes stay
+ * in stock. An order whose charge never comes is looked at on schedule
+ * (first, 10x, 60x after the expiry) and then dropped; one that moved on
+ * or is too old to be worth asking about is dropped without asking. */
+static void test_late_charge_after_expiry(void **state) {
+    (void)state;
+    fx f;
+    fx_start(&f);
+    fk_t_load_stock(f.c, P, 10);
+    zombie(f.c, "X1", "processing", "sent", "wow-60d", 1, 1, "");
+    zombie(f.c, "X2", "processing", "sent", "wow-60d", 1, 1, "");
+    zombie(f.c, "X3", "processing", "sent", "wow-60d", 1, 1, "");
+    write_expired(f.c, "X4", 20000); /* past the last look (18 s): asked once more */
+    write_expired(f.c, "X5", 40000); /* past twice that: dropped unasked */
+    long long gets0 = ledger_gets(&f);
+    const char *fast[] = {"--recheck-ms=300", NULL};
+    reapers_start(&f, f.g.url, fast);
+    for (int i = 1; i <= 3; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "X%d", i);
+        assert_true(fk_t_wait_order(f.c, P, id, "expired", 10000));
+        assert_true(fk_t_order_is(f.c, P, id, "expired", "processing_timeout"));
+    }
+    assert_int_equal(fk_t_int(f.c, "LLEN %s:stock:wow-60d", P), 10);
+    /* an operator moves X3 on before its first look */
+    freeReplyObject(fk_t_cmd(f.c, "HSET %s:order:X3 state manual_review", P));
+    /* X1's first look, 300 ms after the expiry, still finds nothing ... */
+    char log1[400], log2[400];
+    snprintf(log1, sizeof(log1), "%s/reaper1.log", f.r.dir);
+    snprintf(log2, sizeof(log2), "%s/reaper2.log", f.r.dir);
+    long long waited = 0;
+    while (fk_t_log_count(log1, "order=X1", "gateway now says not_found") +
+               fk_t_log_count(log2, "order=X1", "gateway now says not_found") == 0 &&
+           waited < 10000) {
+        fk_t_sleep_ms(20);
+        waited += 20;
+    }
+    assert_true(waited < 10000);
+    /* ... then the paused worker's request lands */
+    gateway_charge(&f, "X1", "ok", 1500);
+    /* the second look (3 s after the expiry) finds it */
+    assert_true(fk_t_wait_order(f.c, P, "X1", "manual_review", 10000));
+    assert_true(fk_t_order_is(f.c, P, "X1", "manual_review", "late_payment"));
+    assert_true(field_is(f.c, "X1", "pay_status", "succeeded"));
+    assert_true(field_is(f.c, "X1", "codes", NULL));
+    assert_true(fk_t_int(f.c, "ZSCORE %s:review X1", P) > 0);
+    assert_int_equal(fk_t_int(f.c, "LLEN %s:stock:wow-60d", P), 10);
+    assert_int_equal(fk_t_log_count(log1, "reaper.late_charge", "order=X1") +
+                         fk_t_log_count(log2, "reaper.late_charge", "order=X1"),
+                     1);
+    /* X2 had its second look too and stays watched until the third, 60 x
+     * 300 ms after its expiry */
+    char *upd = field_dup(f.c, "X2", "updated_at");
+    scorearg sa = {f.c, "X2", atoll(upd) + 18000};
+    assert_true(fk_t_until(recheck_score_is, &sa, 5000));
+    free(upd);
+    assert_true(fk_t_order_is(f.c, P, "X2", "expired", "processing_timeout"));
+    /* X3 (moved on), X4 (asked at its last look: nothing) and X5 (too old)
+     * are out of the index */
+    waitarg one = {f.c, 1};
+    assert_true(fk_t_until(recheck_count_is, &one, 5000));
+    assert_true(fk_t_order_is(f.c, P, "X4", "expired", "processing_timeout"));
+    assert_true(fk_t_order_is(f.c, P, "X5", "expired", "processing_timeout"));
+    /* asked: X1..X3 once each as zombies, X1 and X2 twice after, X4 once */
+    assert_int_equal(ledger_gets(&f) - gets0, 3 + 2 + 2 + 1);
+    long long charges = 0, posts = 0;
+    fk_t_ledger_key(&f.g, "X1", &charges, &posts);
+    assert_int_equal(charges, 1);
+    reapers_stop(&f);
+    print_stop_lines(&f);
+    fx_stop(&f);
+}
+
 /* The only worker is SIGKILLed mid-charge and never comes back: the
  * reapers settle its orders past the order TTL by asking the gateway. The
  * gateway took the money for each (the charges landed), so each completes
@@ -1133,6 +1251,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_and_no_gateway),
         cmocka_unit_test(test_late_payment),
         cmocka_unit_test(test_decline_races_paid_query),
+        cmocka_unit_test(test_late_charge_after_expiry),
         cmocka_unit_test(test_dead_fleet),
         cmocka_unit_test(test_poison_and_consumers),
         cmocka_unit_test(test_poison_payment),

@@ -370,6 +370,7 @@ static const int_row int_rows[] = {
     /* faka-reaper's rows */
     {"reap-ms", F(reap_ms), 50, 600000, {NULL}},
     {"reap-batch", F(reap_batch), 1, 10000, {NULL}},
+    {"recheck-ms", F(recheck_ms), 0, 86400000, {NULL}},
     {"worker-ttl-ms", F(worker_ttl_ms), 3000, 86400000, {NULL}},
     {"stream-trim", F(stream_trim), 0, 1, {NULL}},
 };
