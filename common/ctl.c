@@ -28,9 +28,10 @@ static const char synopsis[] =
     "                      validate an order and XADD it; without flags the order is\n"
     "                      read as JSON from stdin\n"
     "  order ID            print an order record (state, codes, audit trail, ...)\n"
-    "  retry ID [--note T] [--operator NAME]\n"
+    "  retry ID [--note T] [--operator NAME] [--force]\n"
     "                      failed -> processing: reserve stock again and queue it for\n"
-    "                      a worker (refused when out of stock)\n"
+    "                      a worker (refused when out of stock; an order an operator\n"
+    "                      failed in review only with --force)\n"
     "  review list [--count N]\n"
     "                      orders waiting for a human, oldest first\n"
     "  review resolve ID --as completed|failed|processing [--note T]\n"
@@ -325,6 +326,10 @@ int fk_ctl_parse(fk_ctl *ctl, const char *cmd, int argc, char **argv, fk_ctl_opt
             if (!o)
                 return fk_ctl_fail(ctl, FK_EUSAGE, "%s: unknown option '%s' (see fakactl --help)",
                                    cmd, fk_ctl_printable(a, 64, shown, sizeof(shown)));
+            /* `--as completed ... --as failed` is a slip, not a choice:
+             * the last one winning would act on what was not meant */
+            if (o->seen)
+                return fk_ctl_fail(ctl, FK_EUSAGE, "%s: option --%s given twice", cmd, o->name);
             o->seen = 1;
             if (!o->takes_value) {
                 if (eq)

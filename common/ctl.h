@@ -87,7 +87,7 @@ redisReply *fk_ctl_fcall(fk_ctl *ctl, int *err, int id, int argc, const char **a
 /* ---- argument parsing for the commands --------------------------------- */
 
 /* One command-line option of a command: name without "--", whether it
- * takes a value; after fk_ctl_parse: seen, and val (the last one given). */
+ * takes a value; after fk_ctl_parse: seen, and val. */
 typedef struct fk_ctl_opt {
     const char *name;
     int takes_value;
@@ -96,9 +96,10 @@ typedef struct fk_ctl_opt {
 } fk_ctl_opt;
 
 /* Parse argv[0..argc) of command `cmd`: options from opts (plus --json,
- * which sets ctl->json) as `--name value` or `--name=value`, anywhere;
- * `--` ends the options; the rest are positionals, at least minpos and at
- * most maxpos, stored in pos[]. Returns 0 or FK_EUSAGE with a reason. */
+ * which sets ctl->json) as `--name value` or `--name=value`, anywhere, each
+ * at most once; `--` ends the options; the rest are positionals, at least
+ * minpos and at most maxpos, stored in pos[]. Returns 0 or FK_EUSAGE with a
+ * reason. */
 int fk_ctl_parse(fk_ctl *ctl, const char *cmd, int argc, char **argv, fk_ctl_opt *opts,
                  int nopts, const char **pos, int minpos, int maxpos, int *npos);
 

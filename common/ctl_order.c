@@ -359,6 +359,15 @@ static int read_rec(fk_ctl *ctl, const char *id, rec *out) {
         freeReplyObject(r);
         return fk_ctl_fail(ctl, FK_ENOTFOUND, "no order %s (key %s)", id, okey);
     }
+    /* the sku names the stock list S takes from and L gives back to: one
+     * that does not fit (or holds a NUL) would name another SKU's list */
+    if (v[2] && (r->element[2]->len >= sizeof(out->sku) || strlen(v[2]) != r->element[2]->len)) {
+        freeReplyObject(r);
+        return fk_ctl_fail(ctl, FK_EBUSY,
+                           "order %s: its sku is not one faka accepts (edited by hand?); "
+                           "nothing was done",
+                           id);
+    }
     out->state = fk_state_parse(v[0]);
     state_shown(v[0], out->shown, sizeof(out->shown));
     snprintf(out->fence, sizeof(out->fence), "%s", v[1] ? v[1] : "");
@@ -384,7 +393,8 @@ typedef struct op_tr {
 
 /* Apply t through transition.lua. 0 on 'ok' (new fence in fence_out);
  * FK_ESTALE (changed meanwhile) or FK_EBUSY (out of stock, nothing to
- * deliver) with the reason recorded; Redis failures as fk_ctl_script. */
+ * deliver, a reservation that is not the order's qty distinct codes) with
+ * the reason recorded; Redis failures as fk_ctl_script. */
 static int operator_transition(fk_ctl *ctl, const op_tr *t, char *fence_out, size_t flen) {
     fk_tr x = {t->rec->state, t->to, t->reason, t->detail, t->ops, 0, NULL, NULL,
                t->extra_field, t->extra_val, t->operator, t->note};
@@ -425,6 +435,13 @@ static int operator_transition(fk_ctl *ctl, const op_tr *t, char *fence_out, siz
                          "out of stock: %s has %lld codes, order %s needs %lld; nothing was "
                          "done (add codes with `fakactl stock add %s`)",
                          sku, i1, t->id, t->rec->qty, sku);
+    } else if (strcmp(st, "noresv") == 0 && e1 && strcmp(e1, "unreadable") == 0) {
+        rc = fk_ctl_fail(ctl, FK_EBUSY,
+                         "order %s: its reservation (resv) is not %lld distinct codes as faka "
+                         "reserves them (edited by hand?); nothing was done. Look at it with "
+                         "`fakactl order %s`, then correct resv (or qty), or remove resv so "
+                         "that codes are taken from stock",
+                         t->id, t->rec->qty, t->id);
     } else if (strcmp(st, "noresv") == 0) {
         rc = fk_ctl_fail(ctl, FK_EBUSY, "order %s holds no codes to deliver; nothing was done",
                          t->id);
@@ -461,10 +478,10 @@ static int retry_refused(const char *reason) {
 }
 
 int fk_ctl_retry(fk_ctl *ctl, int argc, char **argv) {
-    fk_ctl_opt o[] = {{"note", 1, 0, NULL}, {"operator", 1, 0, NULL}};
+    fk_ctl_opt o[] = {{"note", 1, 0, NULL}, {"operator", 1, 0, NULL}, {"force", 0, 0, NULL}};
     const char *pos[1], *who;
     int npos, rc;
-    if ((rc = fk_ctl_parse(ctl, "retry", argc, argv, o, 2, pos, 1, 1, &npos))) return rc;
+    if ((rc = fk_ctl_parse(ctl, "retry", argc, argv, o, 3, pos, 1, 1, &npos))) return rc;
     const char *note = o[0].seen ? o[0].val : "";
     if ((rc = fk_ctl_check_id(ctl, pos[0])) || (rc = check_note(ctl, note)) ||
         (rc = operator_name(ctl, &o[1], &who)))
@@ -481,6 +498,18 @@ int fk_ctl_retry(fk_ctl *ctl, int argc, char **argv) {
                            "order %s failed as %s: it is not an order that can be processed; "
                            "the buyer must place a new one",
                            pos[0], r.reason); /* one of retry_refused's codes */
+    /* A human settled it in review (resolve --as failed): the buyer may
+     * have been refunded, or told no, outside faka. A retry would deliver
+     * codes (the gateway still says paid, or nothing is asked) or charge
+     * the buyer again, and drops the shop's payment report (op C): a typo
+     * in the id must not do that. */
+    if (strcmp(r.reason, fk_reason_code(FK_R_OPERATOR)) == 0 && !o[2].seen)
+        return fk_ctl_fail(ctl, FK_EBUSY,
+                           "order %s was settled as failed by an operator in review (see its "
+                           "audit: `fakactl order %s`); the payment may have been refunded "
+                           "outside faka, and a retry delivers codes or charges the buyer "
+                           "again. Nothing was done; check the payment, then add --force",
+                           pos[0], pos[0]);
     /* a fresh reservation (the failure released the codes), a fresh
      * attempt budget, and a `retry` entry so that a worker takes it up;
      * the shop's payment report, if it failed the order, is dropped (C):

@@ -44,13 +44,23 @@ static const char *entry_field(const redisReply *e, const char *name, size_t *le
     return "";
 }
 
+/* A part of a stream entry id: 1-20 digits of a number Redis takes (at
+ * most 2^64 - 1). n: how many digits s starts with. */
+static int dead_id_part(const char *s, size_t n) {
+    char d[24];
+    if (n == 0 || n > 20) return 0;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return n < 20 || strcmp(d, "18446744073709551615") <= 0;
+}
+
 static int dead_id_valid(const char *s) {
     size_t a = strspn(s, "0123456789");
-    if (a == 0 || a > 20) return 0;
+    if (!dead_id_part(s, a)) return 0;
     if (s[a] == '\0') return 1;
     if (s[a] != '-') return 0;
     size_t b = strspn(s + a + 1, "0123456789");
-    return b > 0 && b <= 20 && s[a + 1 + b] == '\0';
+    return dead_id_part(s + a + 1, b) && s[a + 1 + b] == '\0';
 }
 
 static int dead_list(fk_ctl *ctl, int argc, char **argv) {

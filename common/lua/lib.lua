@@ -64,14 +64,18 @@ local function fk_is_int(s)
 end
 
 -- A reservation or delivery as a record holds it (a JSON list of at most
--- FK_QTY_MAX code strings), decoded; nil for anything else, e.g. a value
--- edited by hand, which must not be pushed into a stock list.
+-- FK_QTY_MAX distinct, non-empty code strings), decoded; nil for anything
+-- else, e.g. a value edited by hand, which must not be pushed into a stock
+-- list: a code in it twice would go to two buyers, an empty one would be
+-- delivered as a code. (No length limit: a shop may have stocked long
+-- codes by hand, with RPUSH.)
 local function fk_codes(s)
   local ok, v = pcall(cjson.decode, s)
   if not ok or type(v) ~= 'table' or #v > FK_QTY_MAX then return nil end
-  local n = 0
+  local n, seen = 0, {}
   for _, c in pairs(v) do
-    if type(c) ~= 'string' then return nil end
+    if type(c) ~= 'string' or #c == 0 or seen[c] then return nil end
+    seen[c] = true
     n = n + 1
   end
   if n ~= #v then return nil end -- an object, or a list with holes
@@ -107,6 +111,19 @@ end
 local function fk_int(s)
   if type(s) ~= 'string' or #s > 15 or not string.find(s, '^%-?%d+$') then return nil end
   return tonumber(s)
+end
+
+-- The reservation resv as a delivery may hand it over: fk_codes of it,
+-- exactly qty codes (the record's qty, read as fk_int reads it). nil for
+-- anything else: a value edited by hand, an empty list, a count that is
+-- not the order's. Such a reservation is never delivered (and never kept
+-- by an operator's S): it would give the buyer garbage, nothing, or codes
+-- another order paid for.
+local function fk_resv(resv, qty)
+  local n = fk_int(qty)
+  local c = resv and n and n >= 1 and fk_codes(resv)
+  if not c or #c ~= n then return nil end
+  return c
 end
 
 -- A finite number as Lua's tostring writes a fraction ('2.5', '1e-05'),

@@ -15,9 +15,12 @@
 --       19 operator ('' or absent = not an operator action), 20 note,
 --       21 cooldown failures, 22 cooldown window s, 23 cooldown s
 --       (19-23 may be absent)
--- ops, one letter each: D deliver the reservation as `codes`; L release the
---   reservation to stock; S reserve `qty` codes from stock first when the
---   order holds none (not enough: {'nostock', available}, nothing changes);
+-- ops, one letter each: D deliver the reservation as `codes` (only one
+--   that is qty distinct codes, lib.lua fk_resv: else {'noresv',
+--   'unreadable'}, nothing changes); L release the reservation to stock;
+--   S reserve `qty` codes from stock first when the order holds none (not
+--   enough: {'nostock', available}, nothing changes), and keep the one it
+--   holds only if fk_resv reads it (else {'noresv', 'unreadable'});
 --   R schedule a retry (attempts+1); W wait: schedule the order again after
 --   `delay` without using up an attempt (the gateway guard said not now);
 --   P schedule a status poll; Q queue a `retry` entry on the stream now;
@@ -31,8 +34,9 @@
 -- An operator action (ARGV[19]) records `operator` and `note` and appends
 -- {at, operator, from, to, note} to the JSON array in `audit`.
 -- Leaving completed/failed/expired counts `reopened` (docs/METRICS.md).
--- Returns {'ok', fence} | {'stale', state, fence} | {'noresv'} |
---         {'nostock', available}
+-- Returns {'ok', fence} | {'stale', state, fence} | {'noresv'} (nothing
+--         held to deliver) | {'noresv', 'unreadable'} (what is held is no
+--         reservation of this order's qty) | {'nostock', available}
 local okey, stream, skey, rkey, vkey, stats, minute, nkey, akey, ckey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local to, ops, oid = ARGV[5], ARGV[8], ARGV[13]
@@ -87,6 +91,15 @@ if op.S and not h[3] then
     return redis.error_reply('ERR order ' .. oid .. ': qty is not an integer from 1 to ' ..
       FK_QTY_MAX)
   end
+end
+-- S keeps, and D delivers, the reservation the record holds: one edited
+-- by hand (garbage, an empty list, a code twice, a count that is not
+-- qty) is refused before anything is written. `review resolve --as
+-- completed` once delivered such a value as the buyer's codes. The answer
+-- is {'noresv', ...}: a worker or reaper then sends the order to review,
+-- where the human sees the field.
+if h[3] and (op.S or op.D) and not fk_resv(h[3], h[4]) then
+  return {'noresv', 'unreadable'}
 end
 local held = nil
 if op.L and h[3] then

@@ -265,6 +265,10 @@ static void t_usage(void **state) {
     EXPECT(2, NULL, "review", "resolve", "A1", "--as", "bogus");
     EXPECT(2, NULL, "review", "resolve", "A1", "--as", "expired");
     EXPECT(2, NULL, "review", "resolve", "--as", "failed");
+    /* an option twice is a slip: never the last one silently */
+    EXPECT(2, NULL, "review", "resolve", "A1", "--as", "completed", "--as", "failed");
+    EXPECT(2, NULL, "review", "resolve", "A1", "--as=failed", "--as", "failed");
+    EXPECT(2, NULL, "retry", "A1", "--note", "a", "--note", "b");
     EXPECT(2, NULL, "review", "list", "--count", "abc");
     EXPECT(2, NULL, "review", "list", "--count", "0");
     EXPECT(2, NULL, "review", "list", "--count", " 5");
@@ -275,6 +279,10 @@ static void t_usage(void **state) {
     EXPECT(2, NULL, "dead", "requeue", "1-1", "--all");
     EXPECT(2, NULL, "dead", "requeue", "not-an-id");
     EXPECT(2, NULL, "dead", "requeue", "1-1x");
+    /* past what a stream id holds: bad usage, not a Redis error */
+    EXPECT(2, NULL, "dead", "requeue", "18446744073709551616-0");
+    EXPECT(2, NULL, "dead", "requeue", "1-18446744073709551616");
+    EXPECT(2, NULL, "dead", "requeue", "99999999999999999999");
     EXPECT(2, NULL, "dead", "requeue", "--force");
     EXPECT(2, NULL, "stock");
     EXPECT(2, NULL, "stock", "add");
@@ -553,6 +561,14 @@ static void t_review(void **state) {
     char *msg = hget("V2", "message");
     assert_non_null(strstr(msg, "refunded"));
     free(msg);
+    /* a human settled it (refunded outside faka): a plain retry, or a
+     * typo for another id, must not deliver or charge it again */
+    r = ctl((const char *const[]){"retry", "V2", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "settled as failed by an operator"));
+    run_free(&r);
+    expect_field("V2", "state", "failed");
+    expect_field("V2", "pay_status", "succeeded");
     fl = fk_t_cmd(g_c, "FUNCTION LIST");
     assert_int_equal((int)fl->elements, 1); /* loaded by fakactl */
     freeReplyObject(fl);
@@ -572,7 +588,94 @@ static void t_review(void **state) {
     assert_non_null(strstr(r.err, "not waiting for review"));
     run_free(&r);
     EXPECT(1, NULL, "review", "resolve", "NOPE", "--as", "failed");
+    /* the operator who checked the payment may still retry it, on purpose */
+    EXPECT(0, "v5\nv6\n", "stock", "add", sku);
+    EXPECT(0, NULL, "retry", "V2", "--force", "--note", "buyer paid again");
+    assert_true(fk_t_wait_order(g_c, P, "V2", "completed", 15000));
+    expect_field("V2", "codes", "[\"v5\",\"v6\"]");
     assert_int_equal(fk_t_stop(w), 0);
+}
+
+/* A record in manual_review whose fields were edited by hand (redis-cli
+ * HSET): resolving it must neither deliver what is not a reservation of
+ * its qty (garbage, an empty list, a code twice, a count that is not qty),
+ * nor give a code back to stock twice, nor act on another SKU's stock. */
+static void hand_review(const char *id, const char *sku, const char *resv) {
+    freeReplyObject(fk_t_cmd(g_c, "DEL %s:order:%s", P, id));
+    freeReplyObject(fk_t_cmd(g_c,
+                             "HSET %s:order:%s state manual_review reason payment_unknown "
+                             "fence 3 sku %s qty 2 amount 100 currency CNY charge unknown",
+                             P, id, sku));
+    if (resv) freeReplyObject(fk_t_cmd(g_c, "HSET %s:order:%s resv %s", P, id, resv));
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s:review 1 %s", P, id));
+}
+
+static void t_review_hand_edited(void **state) {
+    (void)state;
+    const char *sku = fk_t_sku(0);
+    EXPECT(0, "s1\ns2\ns3\n", "stock", "add", sku);
+    const char *bad[] = {"hello garbage", "[]",         "[\"a\",\"a\"]",    "[\"a\"]",
+                         "[\"a\",\"\"]",     "[\"a\",\"b\",\"c\"]", "{\"x\":\"a\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        hand_review("H1", sku, bad[i]);
+        const char *const as[] = {"completed", "processing"};
+        for (int k = 0; k < 2; k++) {
+            run r = ctl((const char *const[]){"review", "resolve", "H1", "--as", as[k],
+                                              "--no-notify", NULL});
+            if (r.status != 1) fprintf(stderr, "# resv %s --as %s: %d %s\n", bad[i], as[k],
+                                       r.status, r.err);
+            assert_int_equal(r.status, 1);
+            assert_non_null(strstr(r.err, "its reservation (resv) is not 2 distinct codes"));
+            run_free(&r);
+            /* nothing delivered, nothing taken, nothing written */
+            expect_field("H1", "state", "manual_review");
+            expect_field("H1", "codes", "");
+            expect_field("H1", "resv", bad[i]);
+            expect_field("H1", "fence", "3");
+            assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:%s", P, sku), 3);
+        }
+    }
+    /* a reservation holding a code twice is not released twice into the
+     * stock (two buyers would get it) */
+    hand_review("H2", sku, "[\"d1\",\"d1\"]");
+    run r = ctl((const char *const[]){"review", "resolve", "H2", "--as", "failed", NULL});
+    assert_int_equal(r.status, 4);
+    assert_non_null(strstr(r.err, "resv is not a JSON list of codes"));
+    run_free(&r);
+    expect_field("H2", "state", "manual_review");
+    assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:%s", P, sku), 3);
+    /* a failed record with such a reservation is not retried on it either */
+    freeReplyObject(fk_t_cmd(g_c,
+                             "HSET %s:order:H3 state failed reason out_of_stock fence 3 sku %s "
+                             "qty 2 amount 100 currency CNY resv [\"zz\"]",
+                             P, sku));
+    r = ctl((const char *const[]){"retry", "H3", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "its reservation (resv) is not 2 distinct codes"));
+    run_free(&r);
+    expect_field("H3", "state", "failed");
+    /* a sku that no SKU can be (longer than any accepted): refused before
+     * any stock list is touched */
+    char long_sku[400];
+    memset(long_sku, 'k', 399);
+    long_sku[399] = '\0';
+    hand_review("H4", long_sku, NULL);
+    r = ctl((const char *const[]){"review", "resolve", "H4", "--as", "completed", NULL});
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "its sku is not one faka accepts"));
+    run_free(&r);
+    expect_field("H4", "state", "manual_review");
+    /* the operator removes the garbage: codes come from stock, once */
+    hand_review("H1", sku, "hello garbage");
+    freeReplyObject(fk_t_cmd(g_c, "HDEL %s:order:H1 resv", P));
+    EXPECT(0, NULL, "review", "resolve", "H1", "--as", "completed", "--no-notify");
+    expect_field("H1", "state", "completed");
+    expect_field("H1", "codes", "[\"s1\",\"s2\"]");
+    assert_int_equal(fk_t_int(g_c, "LLEN %s:stock:%s", P, sku), 1);
+    /* a valid held reservation is delivered as it is */
+    hand_review("H5", sku, "[\"h1\",\"h2\"]");
+    EXPECT(0, NULL, "review", "resolve", "H5", "--as", "completed", "--no-notify");
+    expect_field("H5", "codes", "[\"h1\",\"h2\"]");
 }
 
 /* ---- dead ---------------------------------------------------------------- */
@@ -1308,6 +1411,7 @@ int main(void) {
         cmocka_unit_test_setup(t_submit_and_order, flush),
         cmocka_unit_test_setup(t_retry, flush),
         cmocka_unit_test_setup(t_review, flush),
+        cmocka_unit_test_setup(t_review_hand_edited, flush),
         cmocka_unit_test_setup(t_dead, flush),
         cmocka_unit_test_setup(t_stock, flush),
         cmocka_unit_test_setup(t_stock_once, flush),

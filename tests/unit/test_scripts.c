@@ -970,7 +970,10 @@ static void t_transition_release(void **state) {
 
     /* a reservation edited into something that is no list of codes is not
      * pushed into the stock: refused before anything is written */
-    const char *bad[] = {"garbage", "{\"a\":\"c1\"}", "[1,2]", "[\"c1\",[\"c2\"]]", "\"c1\""};
+    /* nor one that holds a code twice (two buyers would get it) or an
+     * empty code (a buyer would get nothing) */
+    const char *bad[] = {"garbage", "{\"a\":\"c1\"}", "[1,2]", "[\"c1\",[\"c2\"]]", "\"c1\"",
+                         "[\"c1\",\"c1\"]", "[\"c1\",\"\"]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         seed_order("A3", "processing", "1", bad[i]);
         tr v = {.oid = "A3", .fence = "1", .from = "processing", .to = "failed",
@@ -1014,6 +1017,23 @@ static void t_transition_reserve(void **state) {
     assert_string_equal(transition(&u), "['ok','4']");
     assert_string_equal(hget("A1", "resv"), "'[\"c1\",\"c2\"]'");
     assert_string_equal(stock(), "['c3']");
+    /* S keeps a reservation the order holds only if it is qty distinct
+     * codes: an operator's retry (SFQ) or resolve (SDF) of a record edited
+     * by hand is refused before anything is written */
+    const char *held[] = {"garbage", "[]", "[\"c1\"]", "[\"c1\",\"c1\"]"};
+    for (size_t i = 0; i < sizeof(held) / sizeof(*held); i++) {
+        seed_order("A5", "failed", "1", held[i]);
+        tr h = {.oid = "A5", .fence = "1", .from = "failed", .to = "processing", .ops = "SFQ"};
+        before = snapshot();
+        assert_string_equal(transition(&h), "['noresv','unreadable']");
+        assert_unchanged(before);
+        seed_order("A5", "manual_review", "1", held[i]);
+        tr c = {.oid = "A5", .fence = "1", .from = "manual_review", .to = "completed",
+                .ops = "SDF"};
+        before = snapshot();
+        assert_string_equal(transition(&c), "['noresv','unreadable']");
+        assert_unchanged(before);
+    }
     /* an operator's S+F on a record whose fence was edited into garbage:
      * refused before S takes a code (Lua does not roll back) */
     freeReplyObject(fk_t_cmd(g_c, "RPUSH %s c4 c5", g_skey));
@@ -1041,7 +1061,7 @@ static void t_transition_reserve(void **state) {
 static void t_retry_figures(void **state) {
     (void)state;
     long long now = fk_now_ms();
-    seed_order("A1", "processing", "2", "[\"c1\"]");
+    seed_order("A1", "processing", "2", "[\"c1\",\"c2\"]");
     freeReplyObject(fk_t_cmd(g_c, "HSET %s attempts 3 first_fail_at %lld", okey("A1"),
                              now - 60000));
     tr v = {.oid = "A1", .fence = "2", .from = "processing", .to = "manual_review",
@@ -1095,8 +1115,31 @@ static void t_transition_deliver(void **state) {
     assert_string_equal(transition(&u), "['noresv']");
     assert_unchanged(before);
 
+    /* a reservation edited by hand is never delivered: not garbage, not
+     * an empty list, not a code twice or an empty one, not a count other
+     * than qty (2). {'noresv', 'unreadable'}: the worker or reaper sends
+     * the order to review */
+    const char *bad[] = {"garbage",        "[]",
+                         "[\"c1\",\"c1\"]",  "[\"c1\",\"\"]",
+                         "[\"c1\"]",         "[\"c1\",\"c2\",\"c3\"]",
+                         "{\"a\":\"c1\",\"b\":\"c2\"}", "[\"c1\",2]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        seed_order("A4", "processing", "2", bad[i]);
+        before = snapshot();
+        tr v = {.oid = "A4", .fence = "2", .from = "processing", .to = "completed", .ops = "DNA"};
+        assert_string_equal(transition(&v), "['noresv','unreadable']");
+        assert_unchanged(before);
+    }
+    /* nor when the record's qty is no count */
+    seed_order("A4", "processing", "2", "[\"c1\",\"c2\"]");
+    freeReplyObject(fk_t_cmd(g_c, "HSET %s qty 2x", okey("A4")));
+    before = snapshot();
+    tr x = {.oid = "A4", .fence = "2", .from = "processing", .to = "completed", .ops = "D"};
+    assert_string_equal(transition(&x), "['noresv','unreadable']");
+    assert_unchanged(before);
+
     /* with a retention the record expires */
-    seed_order("A3", "processing", "1", "[\"c7\"]");
+    seed_order("A3", "processing", "1", "[\"c7\",\"c8\"]");
     tr w = {.oid = "A3", .fence = "1", .from = "processing", .to = "completed", .ops = "D",
             .retention_s = 3600};
     assert_string_equal(transition(&w), "['ok','1']");
