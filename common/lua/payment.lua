@@ -8,7 +8,8 @@
 --   processing -> completed (succeeded, reservation held)
 --   processing -> failed/payment_declined (declined)
 --   processing -> manual_review/payment_unknown (succeeded, but no
---     reservation to deliver)
+--     reservation to deliver, or one that is not the order's qty distinct
+--     codes: edited by hand, lib.lua fk_resv; it stays for the human)
 --   failed|expired -> manual_review/late_payment (succeeded too late)
 --   manual_review: no transition; the outcome is recorded on the record
 --   no record yet: the payment is kept on a stub that accept.lua merges.
@@ -30,7 +31,7 @@
 local okey, stream, skey, stats, minute, vkey, nkey, rkey, akey =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local group, entry, oid, status, pid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local h = redis.call('HMGET', okey, 'state', 'resv', 'pay_status', 'charge')
+local h = redis.call('HMGET', okey, 'state', 'resv', 'pay_status', 'charge', 'qty')
 local st = h[1]
 local now = fk_now()
 local paid_before = h[3] == 'succeeded' or h[4] == 'paid'
@@ -69,7 +70,7 @@ if st == FK_ST.PROCESSING or st == FK_ST.PENDING_PAYMENT then
   redis.call('ZREM', akey, oid) -- every branch below ends final
   redis.call('HSET', okey, 'pay_status', status, 'payment_id', pid, 'updated_at', now)
   local out
-  if status == 'succeeded' and h[2] then
+  if status == 'succeeded' and h[2] and fk_resv(h[2], h[5]) then
     redis.call('HSET', okey, 'state', FK_ST.COMPLETED, 'codes', h[2], 'message', ARGV[8])
     -- what a completed record does not keep (docs/KEYSPACE.md)
     redis.call('HDEL', okey, 'resv', unpack(FK_COMPLETED_DROP))

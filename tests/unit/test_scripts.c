@@ -1643,13 +1643,13 @@ static void t_payment(void **state) {
     assert_string_equal(hget("P4", "payment_id"), "'pay-2'");
     /* processing, and the gateway said paid (charge=paid): the codes stay
      * held for the delivery under way, the fence is not bumped */
-    seed_order("P5", "processing", "3", "[\"c5\"]");
+    seed_order("P5", "processing", "3", "[\"c5\",\"c7\"]");
     freeReplyObject(fk_t_cmd(g_c, "HSET %s charge paid", okey("P5")));
     pending_entry(id, sizeof(id), "payment", "{}");
     assert_string_equal(payment_(id, "P5", "declined", ""), "['noop','processing']");
     assert_string_equal(hget("P5", "state"), "'processing'");
     assert_string_equal(hget("P5", "fence"), "'3'");
-    assert_string_equal(hget("P5", "resv"), "'[\"c5\"]'");
+    assert_string_equal(hget("P5", "resv"), "'[\"c5\",\"c7\"]'");
     assert_int_equal(pending_count(), 0);
     /* processing with a merged success (pay_status=succeeded): the same */
     seed_order("P6", "processing", "3", "[\"c6\"]");
@@ -1659,7 +1659,21 @@ static void t_payment(void **state) {
     assert_string_equal(hget("P6", "resv"), "'[\"c6\"]'");
     /* a success still completes it */
     pending_entry(id, sizeof(id), "payment", "{}");
-    assert_string_equal(payment_(id, "P5", "succeeded", "pay-5"), "['completed','[\"c5\"]']");
+    assert_string_equal(payment_(id, "P5", "succeeded", "pay-5"),
+                        "['completed','[\"c5\",\"c7\"]']");
+    /* a success for an order whose reservation was edited by hand (not
+     * qty = 2 distinct codes): never delivered; review, the field kept */
+    const char *bad[] = {"garbage", "[]", "[\"c8\"]", "[\"c8\",\"c8\"]"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        seed_order("P7", "processing", "3", bad[i]);
+        pending_entry(id, sizeof(id), "payment", "{}");
+        assert_string_equal(payment_(id, "P7", "succeeded", "pay-7"), "['review']");
+        assert_string_equal(hget("P7", "state"), "'manual_review'");
+        assert_string_equal(hget("P7", "reason"), "'payment_unknown'");
+        assert_string_equal(hget("P7", "codes"), "nil");
+        assert_string_equal(hget("P7", "resv"), q("ECHO %s", bad[i]));
+        freeReplyObject(fk_t_cmd(g_c, "DEL %s", okey("P7")));
+    }
 }
 
 static void load_stock(const char *sku, int n) {
