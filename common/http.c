@@ -112,6 +112,7 @@ struct http_req {
     int resent;                 /* curl sent it again (see http.h, Re-sends) */
     uint64_t deadline_ns;       /* uv_hrtime() after which it must not go
                                    out; 0 = none (fk_http_request_by) */
+    uint64_t started_ns;        /* uv_hrtime() when it went on the wire */
     int has_retry_after;
     char custom[17];            /* method name for HTTP_OTHER */
     char retry_after[HTTP_RETRY_AFTER_MAX + 1];
@@ -151,6 +152,8 @@ struct fk_http {
     int closing;
     void (*done)(void *arg);
     void *done_arg;
+    uint64_t wire_avg_ns;       /* moving average of a request's time on the
+                                   wire (fk_http_capacity); 0: none yet */
 };
 
 static int curl_ready;          /* curl_global_init done (single-threaded) */
@@ -618,6 +621,7 @@ static int req_start(fk_http *h, http_req *r, const char *url, const char *body,
     if (!e)
         return rc;
     e->req = r;
+    r->started_ns = uv_hrtime();
     e->errbuf[0] = '\0';
     if (e->buf)
         e->buf[0] = '\0';
@@ -694,6 +698,10 @@ static void http_check_done(fk_http *h) {
         http_req *r = e ? e->req : NULL;
         assert(r && r->e == e && r->active);
         int maybe_sent = code == CURLE_OK ? 1 : req_maybe_sent(r);
+        if (!r->late) { /* one that never went out says nothing of the server */
+            uint64_t d = uv_hrtime() - r->started_ns;
+            h->wire_avg_ns = h->wire_avg_ns ? h->wire_avg_ns - h->wire_avg_ns / 8 + d / 8 : d;
+        }
         list_unlink(&h->active, r);
         curl_multi_remove_handle(h->multi, easy);
         /* Report first, then refill: the finished handle is back in the
@@ -1063,6 +1071,19 @@ int fk_http_request_by(fk_http *h, const char *method, const char *url,
 
 size_t fk_http_inflight(const fk_http *h) {
     return h ? h->active.n + h->queue.n : 0;
+}
+
+size_t fk_http_capacity(const fk_http *h, uint64_t wait_ms) {
+    if (!h)
+        return 0;
+    /* before any request finished, each is taken to use its whole timeout */
+    uint64_t wire = h->wire_avg_ns ? h->wire_avg_ns
+                                   : (uint64_t)h->opts.total_timeout_ms * 1000000u;
+    uint64_t max = (uint64_t)h->opts.max_concurrent;
+    /* the k-th request in the queue goes out after ~k * wire / max */
+    uint64_t queued = wait_ms * 1000000u * max / (wire ? wire : 1);
+    uint64_t fits = max + queued;
+    return fits < SIZE_MAX ? (size_t)fits : SIZE_MAX;
 }
 
 void fk_http_close(fk_http *h, void (*done)(void *arg), void *arg) {

@@ -125,6 +125,16 @@ int fk_http_request_by(fk_http *h, const char *method, const char *url,
 /* Requests on the wire plus queued ones. */
 size_t fk_http_inflight(const fk_http *h);
 
+/* How many requests the client can hold at once (on the wire and queued)
+ * with none of them waiting longer than wait_ms for the wire, as far as it
+ * can tell: the places on the wire, plus the queue that drains within
+ * wait_ms at a request's recent time on the wire (a moving average over the
+ * last ~8 finished requests, connect included; requests that never went out
+ * are left out; before any request finished, each is taken to use its
+ * whole timeout). A caller that takes work which must go out in time (a
+ * charge fenced by a lease) holds no more than this. */
+size_t fk_http_capacity(const fk_http *h, uint64_t wait_ms);
+
 /* Cancel everything: every pending cb is called once (from inside this
  * call) with err FK_ECLOSED and maybe_sent set truthfully; afterwards
  * fk_http_request returns FK_ECLOSED. Every uv handle is closed; done(arg)

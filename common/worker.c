@@ -51,6 +51,7 @@ typedef struct fk_worker {
     int read_pel;     /* the read in flight is a drain page ... */
     unsigned read_gen; /* ... of this drain (pel_gen when it was sent) */
     int promoting, reclaiming;
+    int held_back;   /* reading paused: charges would wait too long for a connection (admit) */
 
     int stopping;
     uint64_t stop_deadline;
@@ -63,12 +64,14 @@ typedef struct fk_worker {
     uint64_t last_heartbeat, last_reclaim, last_group_try;
     errlog_state promote_err;          /* a failing promoter logs once a second */
     errlog_state read_err;             /* so does a failing XREADGROUP */
+    errlog_state held_log;             /* reading held back: a line a minute */
 
-    unsigned long long n_settled, n_left, n_abandoned;
+    unsigned long long n_settled, n_left, n_abandoned, n_held_back;
 } fk_worker;
 
 static void maybe_read(fk_worker *w);
 static void shutdown_all(fk_worker *w);
+static long long admit(fk_worker *w, long long count);
 
 /* ---- jobs --------------------------------------------------------------- */
 
@@ -205,13 +208,55 @@ static void on_read(fk_redis *r, redisReply *reply, void *arg) {
     maybe_read(w);
 }
 
+/* Admission: how many of count entries to take now. A charge must go out
+ * within the lease minus the HTTP timeout (pipeline.c); one taken while the
+ * gateway's connections are booked for longer than half of that would only
+ * miss it -- not sent (charge.late), taken up again a lease later -- while
+ * other workers, or this one a moment later, can carry it. So a worker
+ * holds no more jobs than the HTTP client can send within that (every job
+ * holds or will make at most one gateway request at a time; jobs that make
+ * none count too, which errs on the safe side). Against a gateway slower
+ * than --http-max per latency a worker that read on sent about half the
+ * charges it could (docs/BENCHMARKS.md, "A slow gateway"). 0: take nothing
+ * now; reading resumes as jobs end. */
+static long long admit(fk_worker *w, long long count) {
+    if (!w->http) return count;
+    uint64_t wait = (uint64_t)(w->cfg.lease_ms - w->cfg.http_timeout_ms) / 2;
+    size_t cap = fk_http_capacity(w->http, wait);
+    long long room = cap > w->inflight ? (long long)(cap - w->inflight) : 0;
+    if (room == 0 && !w->held_back) {
+        /* a slow gateway pauses reading about once per latency: one line a
+         * minute at info, the rest at debug */
+        uint64_t now = uv_now(&w->loop);
+        w->n_held_back++;
+        w->held_log.count++;
+        if (w->held_log.last == 0 || now - w->held_log.last >= 60000) {
+            fk_info("worker.held_back", NULL,
+                    "%zu orders in flight are all the gateway can take within %llu ms; "
+                    "reading paused (%lu time%s since the last such line)",
+                    w->inflight, (unsigned long long)wait, w->held_log.count,
+                    w->held_log.count == 1 ? "" : "s");
+            w->held_log.last = now;
+            w->held_log.count = 0;
+        } else {
+            fk_debug("worker.held_back", NULL, "%zu orders in flight; reading paused",
+                     w->inflight);
+        }
+    } else if (room > 0 && w->held_back) {
+        fk_debug("worker.held_back", NULL, "%zu orders in flight; reading again", w->inflight);
+    }
+    w->held_back = room == 0;
+    return room < count ? room : count;
+}
+
 static void maybe_read(fk_worker *w) {
     if (w->stopping || w->reading || !w->group_ok || !fk_redis_ready(w->rd) ||
         !fk_redis_ready(w->cmd))
         return;
     if (w->inflight >= (size_t)w->cfg.concurrency) return;
     long long room = w->cfg.concurrency - (long long)w->inflight;
-    long long count = room < w->cfg.batch ? room : w->cfg.batch;
+    long long count = admit(w, room < w->cfg.batch ? room : w->cfg.batch);
+    if (count == 0) return;
     int rc;
     if (w->need_pel)
         rc = fk_redis_command(w->rd, on_read, w, "XREADGROUP GROUP %s %s COUNT %lld STREAMS %s %s",
@@ -334,6 +379,9 @@ static void reclaim(fk_worker *w) {
     long long room = w->cfg.concurrency - (long long)w->inflight;
     if (w->reclaiming || w->stopping || room <= 0 || !fk_redis_ready(w->cmd) || !w->group_ok)
         return;
+    /* as for reading: another worker may take them */
+    room = admit(w, room < 64 ? room : 64);
+    if (room == 0) return;
     char minute[160];
     fk_key_stats_minute(&w->keys, fk_now_ms(), minute, sizeof(minute));
     fk_args a;
@@ -345,7 +393,7 @@ static void reclaim(fk_worker *w) {
     fk_args_str(&a, w->keys.group);
     fk_args_str(&a, w->cfg.worker_id);
     fk_args_ll(&a, w->cfg.lease_ms);
-    fk_args_ll(&a, room < 64 ? room : 64);
+    fk_args_ll(&a, room);
     fk_args_ll(&a, w->cfg.max_deliveries);
     fk_args_ll(&a, w->cfg.dead_max);
     if (fk_script_call(w->cmd, FK_LUA_RECLAIM, 4, &a, on_reclaim, w) == 0) w->reclaiming = 1;
@@ -443,8 +491,10 @@ static void close_handle(fk_worker *w, uv_handle_t *h) {
 static void shutdown_all(fk_worker *w) {
     if (w->stopping == 2) return;
     w->stopping = 2;
-    fk_info("worker.stop", NULL, "stopping: %llu settled, %llu left pending, %llu abandoned",
-            w->n_settled, w->n_left, w->n_abandoned);
+    fk_info("worker.stop", NULL,
+            "stopping: %llu settled, %llu left pending, %llu abandoned; reading held back "
+            "%llu times",
+            w->n_settled, w->n_left, w->n_abandoned, w->n_held_back);
     close_handle(w, (uv_handle_t *)&w->promote_timer);
     close_handle(w, (uv_handle_t *)&w->duty_timer);
     close_handle(w, (uv_handle_t *)&w->sigterm);

@@ -982,6 +982,36 @@ static void test_queueing(void **state) {
     assert_int_equal(fk_http_inflight(H), 0);
 }
 
+/* fk_http_capacity: the places on the wire, plus the queue that drains
+ * within the wait. Before any request finished each is taken to use its
+ * whole timeout; then the recent time on the wire counts. */
+static void test_capacity(void **state) {
+    (void)state;
+    make_client(4, 1000);
+    assert_int_equal(fk_http_capacity(NULL, 1000), 0);
+    assert_int_equal(fk_http_capacity(H, 0), 4);
+    assert_int_equal(fk_http_capacity(H, 500), 4 + 2);  /* 500 ms of 1000 ms requests */
+    assert_int_equal(fk_http_capacity(H, 2000), 4 + 8);
+    enum { N = 8 };
+    static qarg q[N];
+    counter c = {0, 0, 0, 0};
+    char u[256];
+    url(u, sizeof(u), "/delay/100");
+    for (int i = 0; i < N; i++) {
+        q[i].c = &c;
+        q[i].idx = i;
+        in_call = 1;
+        assert_int_equal(fk_http_request(H, "GET", u, NULL, NULL, 0, count_cb, &q[i]), 0);
+        in_call = 0;
+    }
+    run_until(&c.calls, N, 10000);
+    assert_int_equal(c.ok, N);
+    /* ~100 ms a request now: 1000 ms drain ~40 queued through 4 places */
+    size_t cap = fk_http_capacity(H, 1000);
+    print_message("# capacity within 1000 ms after 100 ms requests: %zu\n", cap);
+    assert_true(cap >= 20 && cap <= 44);
+}
+
 static void test_close_inflight(void **state) {
     (void)state;
     make_client(4, 10000);
@@ -1712,6 +1742,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_parked_connection_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeouts_then_fd_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queueing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_requests, setup, teardown),
