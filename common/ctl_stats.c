@@ -30,6 +30,7 @@ typedef struct snap {
     long long at;              /* local ms when taken */
     fk_metrics m;
     long long stream_len, lag, pending, retry, review, dead_len;
+    long long recheck; /* expired on a 404, watched for a late charge (the reaper's second look) */
     long long consumers, inflight, workers, alive;
     char bstate[16];
     long long open_until, opened_at, consecutive, opens, refusals, probes_used;
@@ -55,7 +56,7 @@ static const redisReply *hfield(const redisReply *h, const char *name) {
     return NULL;
 }
 
-#define FIXED 10
+#define FIXED 11
 
 static int take(fk_ctl *ctl, snap *s) {
     int rc = fk_ctl_connect(ctl);
@@ -73,6 +74,7 @@ static int take(fk_ctl *ctl, snap *s) {
     redisAppendCommand(ctl->c, "ZRANGE %s 0 -1 WITHSCORES", k->workers);
     redisAppendCommand(ctl->c, "HGETALL %s", k->breaker);
     redisAppendCommand(ctl->c, "HGETALL %s", k->ratelimit);
+    redisAppendCommand(ctl->c, "ZCARD %s", k->recheck);
     for (int i = 0; i < HOUR_MINUTES; i++) {
         char mkey[160];
         fk_key_stats_minute(k, s->at - (long long)(HOUR_MINUTES - 1 - i) * 60000, mkey,
@@ -102,6 +104,7 @@ static int take(fk_ctl *ctl, snap *s) {
     s->retry = fnum(r[3]);
     s->review = fnum(r[4]);
     s->dead_len = fnum(r[5]);
+    s->recheck = fnum(r[10]);
     for (size_t i = 0; r[6]->type == REDIS_REPLY_ARRAY && i < r[6]->elements; i++) {
         s->consumers++;
         s->inflight = fk_metrics_add(s->inflight, fnum(hfield(r[6]->element[i], "pending")));
@@ -171,6 +174,7 @@ static cJSON *snap_json(const fk_ctl *ctl, const snap *s, double rate_now) {
     cJSON_AddNumberToObject(q, "retry_queue", (double)s->retry);
     cJSON_AddNumberToObject(q, "review_queue", (double)s->review);
     cJSON_AddNumberToObject(q, "dead", (double)s->dead_len);
+    cJSON_AddNumberToObject(q, "recheck", (double)s->recheck);
     cJSON_AddNumberToObject(q, "in_flight", (double)s->inflight);
     cJSON_AddNumberToObject(q, "consumers", (double)s->consumers);
     cJSON_AddNumberToObject(q, "workers_alive", (double)s->alive);
@@ -275,8 +279,10 @@ static void render(const fk_ctl *ctl, const snap *s, double rate_now, double don
         last_minute_rate(s), s->m.submitted);
     if (s->lag >= 0) snprintf(a, sizeof(a), "%lld", s->lag);
     else snprintf(a, sizeof(a), "?");
-    put(f, "%-12s lag %s   pending %lld   retry queue %lld   review %lld   dead %lld   stream %lld",
-        "BACKLOG", a, s->pending, s->retry, s->review, s->dead_len, s->stream_len);
+    put(f,
+        "%-12s lag %s   pending %lld   retry queue %lld   review %lld   dead %lld   "
+        "recheck %lld   stream %lld",
+        "BACKLOG", a, s->pending, s->retry, s->review, s->dead_len, s->recheck, s->stream_len);
     put(f, "%-12s %lld entries on %lld consumers   workers alive %lld/%lld", "IN FLIGHT",
         s->inflight, s->consumers, s->alive, s->workers);
     const char *red = color ? "\033[1;31m" : "", *yel = color ? "\033[1;33m" : "",
@@ -396,8 +402,10 @@ int fk_ctl_stats(fk_ctl *ctl, int argc, char **argv) {
     }
     if (s->lag >= 0) snprintf(a, sizeof(a), "%lld", s->lag);
     else snprintf(a, sizeof(a), "?");
-    fprintf(o, "backlog    lag %s  pending %lld  retry queue %lld  review %lld  dead %lld\n", a,
-            s->pending, s->retry, s->review, s->dead_len);
+    fprintf(o,
+            "backlog    lag %s  pending %lld  retry queue %lld  review %lld  dead %lld  "
+            "recheck %lld\n",
+            a, s->pending, s->retry, s->review, s->dead_len, s->recheck);
     fprintf(o, "breaker    %s (opened %lld times)\n", s->bstate, s->opens);
     free(s);
     return 0;

@@ -1050,9 +1050,16 @@ static void t_workers_stats_top(void **state) {
     assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "retry_distribution"), "0"),
                      11);
     assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "avg_retry_ms")));
+    assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "backlog"), "recheck"), 0);
+    cJSON_Delete(j);
+    /* orders the reaper watches for a late charge (its second look) */
+    freeReplyObject(fk_t_cmd(g_c, "ZADD %s:recheck 5 X1 6 X2", P));
+    j = JSON(NULL, "stats", "--json");
+    assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(j, "backlog"), "recheck"), 2);
     cJSON_Delete(j);
     r = ctl((const char *const[]){"stats", NULL});
     assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "recheck 2"));
     assert_non_null(strstr(r.out, "final success rate  90.91 %"));
     assert_non_null(strstr(r.out, "out_of_stock"));
     run_free(&r);
