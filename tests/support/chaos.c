@@ -406,6 +406,9 @@ static void start_reaper(run *R) {
     argv[n++] = id;
     for (int i = 0; R->wargs[i]; i++)
         if (strncmp(R->wargs[i], "--block-ms", 10) != 0) argv[n++] = R->wargs[i];
+    /* the second look at orders expired on a 404 at 0.3, 3 and 18 s, so
+     * that a charge a stalled worker lands late is found within the drain */
+    argv[n++] = "--recheck-ms=300";
     argv[n] = NULL;
     R->reaper = fk_t_spawn(argv, NULL, log);
 }
@@ -647,6 +650,22 @@ static long long not_final(run *R, unsigned char *done) {
     return left;
 }
 
+/* Orders the reaper still watches for a late charge (its second look),
+ * or -1 if Redis could not be asked. */
+static long long rechecks_left(run *R) {
+    redisContext *c = mon(R);
+    if (!c) return -1;
+    redisReply *r = redisCommand(c, "ZCARD %s:recheck", P);
+    if (!r) {
+        redisFree(R->mon);
+        R->mon = NULL;
+        return -1;
+    }
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return n;
+}
+
 static void drain(run *R) {
     /* a healthy fleet: everyone running, nobody stopped, nobody missing */
     for (int i = 0; i < R->nw; i++) {
@@ -662,11 +681,14 @@ static void drain(run *R) {
     for (;;) {
         tend(R);
         left = not_final(R, done);
+        /* final, and the reaper's looks for late charges done: a charge
+         * one of them finds moves an expired order to manual_review */
+        long long looks = left == 0 && R->reaper > 0 ? rechecks_left(R) : 0;
         long long now = fk_t_now_ms();
-        if (left == 0 || now - start > R->o->drain_ms) break;
+        if ((left == 0 && looks == 0) || now - start > R->o->drain_ms) break;
         if (now - last >= 5000) {
             last = now;
-            progress(R, "drain", left);
+            progress(R, left ? "drain" : "rechecks", left ? left : looks);
         }
         fk_t_sleep_ms(500);
     }
