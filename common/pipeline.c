@@ -1077,7 +1077,7 @@ void fk_job_start(fk_job *j) {
     err[0] = id[0] = '\0';
     if (j->nfields != 1) {
         /* an order's id that can be read still gets its failed record, as
-         * for any other bad order entry (README, "Bad input") */
+         * for any other bad order entry (README, "Producing orders") */
         if (strcmp(j->kind, "order") == 0) {
             fk_order o;
             if (fk_order_decode(j->val, j->val_len, &o, err, sizeof(err), id) == FK_ENOMEM) {
