@@ -59,7 +59,7 @@ typedef enum fk_state {
     X(FK_R_PROCESSING_TIMEOUT, "processing_timeout",                                        \
       "The order could not be completed in time. You have not been charged.")               \
     X(FK_R_LATE_PAYMENT, "late_payment",                                                    \
-      "Your payment arrived after the order expired. Staff will deliver or refund.")        \
+      "Your payment arrived after the order had closed. Staff will deliver or refund.")     \
     X(FK_R_OPERATOR, "operator",                                                            \
       "An operator settled this order: %s")
 
