@@ -698,6 +698,42 @@ static void test_gateway_slows_down(void **state) {
     fleet_stop(&f);
 }
 
+/* A gateway queue that outlasts the lease must not stop the fleet. Found
+ * by a chaos run (--http-max 4, 20-220 ms latency, 1 s lease): each worker
+ * took up to --concurrency (256) orders for 2-4 places, every charge found
+ * its deadline passed (charge.late), every status query came back after
+ * another worker had taken the order over, and the workers took orders
+ * from each other until the entries were dead-lettered: settled orders
+ * stopped growing while dead letters climbed. With the admission (worker.c
+ * admit) each worker holds what its places can send in time. */
+static void test_http_places_bound_intake(void **state) {
+    (void)state;
+    const char *extra[] = {"--http-max=2", "--lease-ms=1000", "--http-timeout-ms=400",
+                           "--http-connect-timeout-ms=200", NULL};
+    fleet f;
+    fleet_start(&f, 2, extra, NULL);
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":40}");
+    fk_t_load_stock(f.c, P, 100);
+    long long n = 300;
+    for (long long i = 1; i <= n; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "Q%lld", i);
+        submit(f.c, id, fk_t_sku((int)i), 1, "");
+    }
+    waitarg wa = {f.c, n};
+    long long t0 = fk_t_now_ms();
+    int done = fk_t_until(all_final, &wa, 30000);
+    fprintf(stderr, "# %lld orders, 2 workers with 2 places each at 40 ms: %lld final in %lld ms, "
+                    "%lld dead\n",
+            n, finals(f.c), fk_t_now_ms() - t0, fk_t_int(f.c, "XLEN %s:dead", P));
+    assert_true(done);
+    assert_int_equal(fk_t_stat(f.c, P, "completed"), n);
+    assert_int_equal(fk_t_int(f.c, "XLEN %s:dead", P), 0);
+    assert_int_equal(fk_t_ledger_num(&f.g, "charges_succeeded"), n);
+    assert_int_equal(fk_t_ledger_num(&f.g, "double_charges"), 0);
+    fleet_stop(&f);
+}
+
 /* A shop whose webhook endpoint hangs does not hold up charges: the
  * webhooks have a pool of connections of their own. With one shared
  * pool (2 places here), the webhooks of the first orders filled it and
@@ -749,6 +785,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_notify_requeue, fk_t_teardown),
         cmocka_unit_test_teardown(test_slow_gateway_admission, fk_t_teardown),
         cmocka_unit_test_teardown(test_gateway_slows_down, fk_t_teardown),
+        cmocka_unit_test_teardown(test_http_places_bound_intake, fk_t_teardown),
         cmocka_unit_test_teardown(test_slow_webhook_isolated, fk_t_teardown),
     };
     if (getenv("FK_T_FILTER")) cmocka_set_test_filter(getenv("FK_T_FILTER"));
