@@ -63,6 +63,7 @@ struct fk_reaper {
     size_t inflight;
     int scanning, sweeping, trimming, rechecking;
     int rescan;      /* the last scan was a full batch: scan again when room frees up */
+    size_t scan_limit; /* the batch the scan in flight asked for */
 
     int stopping;    /* 1 draining, 2 closing */
     uint64_t stop_deadline;
@@ -546,6 +547,23 @@ static void take(fk_reaper *rp, const char *id, size_t len) {
 
 /* ---- settling: finding the candidates ------------------------------------------- */
 
+/* How many more settlements (or looks) to start now: --reap-batch in all,
+ * and no more than the gateway client can answer within half of what the
+ * lease leaves after the HTTP timeout. A query answered after the
+ * reaper's lease ran out is stale: its work is wasted and the order taken
+ * up again, and with --reap-batch 100 against --http-max 48 a slow
+ * gateway made that the rule (worker.c admit bounds charges the same way;
+ * settlements decided from the record alone count too, on the safe side). */
+static size_t room(const fk_reaper *rp) {
+    size_t cap = (size_t)rp->cfg.reap_batch;
+    if (rp->http) {
+        uint64_t wait = (uint64_t)(rp->cfg.lease_ms - rp->cfg.http_timeout_ms) / 2;
+        size_t h = fk_http_capacity(rp->http, wait);
+        if (h < cap) cap = h;
+    }
+    return cap > rp->inflight ? cap - rp->inflight : 0;
+}
+
 /* 1 if e, an element of an index's answer, is an order id no settlement
  * or look of ours holds now. Ids in an index come from faka's own writes; a
  * malformed one would be an index corruption: skipped, not acted on. */
@@ -572,25 +590,27 @@ static void on_scan(fk_redis *r, redisReply *reply, void *arg) {
     size_t started = 0;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
-        if (rp->inflight >= (size_t)rp->cfg.reap_batch) break;
+        if (room(rp) == 0) break;
         if (!index_id(rp, e, rp->keys.active)) continue;
         take(rp, e->str, e->len);
         started++;
     }
     /* a full batch: more may be due; scan again as soon as there is room */
-    rp->rescan = reply->elements >= (size_t)rp->cfg.reap_batch && started > 0;
+    rp->rescan = reply->elements >= rp->scan_limit && started > 0;
     if (started) fk_debug("reaper.scan", NULL, "%zu of %zu due orders taken up", started,
                           reply->elements);
 }
 
 static void scan(fk_reaper *rp) {
     if (rp->scanning || rp->stopping || !fk_redis_ready(rp->cmd)) return;
-    if (rp->inflight >= (size_t)rp->cfg.reap_batch) return;
+    size_t n = room(rp);
+    if (n == 0) return;
     rp->rescan = 0;
+    rp->scan_limit = n;
     fk_args a;
     fk_args_init(&a);
     fk_args_str(&a, rp->keys.active);
-    fk_args_ll(&a, rp->cfg.reap_batch);
+    fk_args_ll(&a, (long long)n);
     if (fk_script_call(rp->cmd, FK_LUA_SETTLE_DUE, 1, &a, on_scan, rp) == 0) rp->scanning = 1;
 }
 
@@ -658,7 +678,7 @@ static void on_recheck_scan(fk_redis *r, redisReply *reply, void *arg) {
     }
     /* every id returned is claimed for a lease; one not taken now (held by
      * a settlement of ours) comes back after it */
-    for (size_t i = 0; i < reply->elements; i++)
+    for (size_t i = 0; i < reply->elements && room(rp) > 0; i++)
         if (index_id(rp, reply->element[i], rp->keys.recheck))
             recheck_take(rp, reply->element[i]->str, reply->element[i]->len);
 }
@@ -667,11 +687,12 @@ static void recheck_scan(fk_reaper *rp) {
     if (rp->rechecking || rp->stopping || !rp->gw || rp->cfg.recheck_ms <= 0 ||
         !fk_redis_ready(rp->cmd))
         return;
-    if (rp->inflight >= (size_t)rp->cfg.reap_batch) return;
+    size_t n = room(rp);
+    if (n == 0) return;
     fk_args a;
     fk_args_init(&a);
     fk_args_str(&a, rp->keys.recheck);
-    fk_args_ll(&a, rp->cfg.reap_batch - (long long)rp->inflight);
+    fk_args_ll(&a, (long long)n);
     fk_args_ll(&a, rp->cfg.lease_ms);
     if (fk_script_call(rp->cmd, FK_LUA_RECHECK_DUE, 1, &a, on_recheck_scan, rp) == 0)
         rp->rechecking = 1;

@@ -758,6 +758,50 @@ static void test_late_charge_after_expiry(void **state) {
     fx_stop(&f);
 }
 
+/* A slow gateway and few connections: a reaper starts no more queries
+ * than its connections can answer well inside its lease (reaper.c room).
+ * Before, it started --reap-batch (100) at once; against 2 places and a
+ * 200 ms gateway most answers came back after its lease had run out
+ * (reaper.stale), the orders were taken up and asked about again. */
+static void test_slow_gateway_batch(void **state) {
+    (void)state;
+    fx f;
+    fx_start(&f);
+    fk_t_load_stock(f.c, P, 100);
+    int n = 40;
+    char id[16];
+    for (int k = 1; k <= n; k++) {
+        snprintf(id, sizeof(id), "G%d", k);
+        gateway_charge(&f, id, "ok", 1500);
+    }
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":200}");
+    long long gets0 = ledger_gets(&f);
+    for (int k = 1; k <= n; k++) {
+        snprintf(id, sizeof(id), "G%d", k);
+        zombie(f.c, id, "processing", "sent", "wow-60d", 1, 1, "");
+    }
+    const char *few[] = {"--http-max=2", NULL};
+    reapers_start(&f, f.g.url, few);
+    waitarg wa = {f.c, 0};
+    long long t0 = fk_t_now_ms();
+    assert_true(fk_t_until(active_empty, &wa, 60000));
+    char log1[400], log2[400];
+    snprintf(log1, sizeof(log1), "%s/reaper1.log", f.r.dir);
+    snprintf(log2, sizeof(log2), "%s/reaper2.log", f.r.dir);
+    int stale = fk_t_log_count(log1, "reaper.stale", NULL) +
+                fk_t_log_count(log2, "reaper.stale", NULL);
+    long long asked = ledger_gets(&f) - gets0;
+    fprintf(stderr, "# %d zombies, 200 ms gateway, 2 places per reaper: %lld ms, %lld queries, "
+                    "%d stale\n",
+            n, fk_t_now_ms() - t0, asked, stale);
+    assert_int_equal(stale, 0);
+    assert_int_equal(asked, n);
+    assert_int_equal(fk_t_stat(f.c, P, "completed"), n);
+    assert_int_equal(fk_t_ledger_num(&f.g, "double_charges"), 0);
+    reapers_stop(&f);
+    fx_stop(&f);
+}
+
 /* The only worker is SIGKILLed mid-charge and never comes back: the
  * reapers settle its orders past the order TTL by asking the gateway. The
  * gateway took the money for each (the charges landed), so each completes
@@ -1252,6 +1296,7 @@ int main(void) {
         cmocka_unit_test(test_late_payment),
         cmocka_unit_test(test_decline_races_paid_query),
         cmocka_unit_test(test_late_charge_after_expiry),
+        cmocka_unit_test(test_slow_gateway_batch),
         cmocka_unit_test(test_dead_fleet),
         cmocka_unit_test(test_poison_and_consumers),
         cmocka_unit_test(test_poison_payment),
