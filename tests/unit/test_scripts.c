@@ -300,14 +300,11 @@ static char *snapshot(void) {
 
 static void assert_unchanged(char *before) {
     char *after = snapshot();
-    if (strcmp(before, after) != 0) {
-        print_error("before: %.2000s\nafter:  %.2000s\n", before, after);
-        free(before);
-        free(after);
-        fail_msg("the database changed");
-    }
+    int same = strcmp(before, after) == 0;
+    if (!same) print_error("before: %.2000s\nafter:  %.2000s\n", before, after);
     free(before);
     free(after);
+    if (!same) fail_msg("the database changed");
 }
 
 /* Create the stream and group, add one entry and read it, so it is pending. */
