@@ -940,7 +940,17 @@ static void audit(run *R) {
             snprintf(rc->idem, sizeof(rc->idem), "%s", rstr(r, 6) ? rstr(r, 6) : "");
             snprintf(rc->charge, sizeof(rc->charge), "%s", rstr(r, 7) ? rstr(r, 7) : "");
             if (rstr(r, 4)) rc->ncodes = occ_json(&oc, rstr(r, 4), 'D');
-            if (rstr(r, 5)) res->codes_reserved += occ_json(&oc, rstr(r, 5), 'R');
+            if (rstr(r, 5)) {
+                int held = occ_json(&oc, rstr(r, 5), 'R');
+                res->codes_reserved += held;
+                /* only an order still being settled, or waiting for a human,
+                 * may hold codes: a final one leaked them */
+                if (rc->st == ST_COMPLETED || rc->st == ST_FAILED || rc->st == ST_EXPIRED) {
+                    res->codes_held_by_final += held;
+                    example(res, "%s is final (%s) and still holds codes: %s", it->id,
+                            rstr(r, 0), rstr(r, 5));
+                }
+            }
             res->codes_delivered += rc->ncodes;
             switch (rc->st) {
             case ST_COMPLETED:
@@ -1228,7 +1238,8 @@ int fk_t_chaos_ok(const fk_t_chaos_result *r) {
     return r->lost == 0 && r->ledger_double_charges == 0 &&
            r->ledger_double_charged_orders == 0 && r->charged_twice == 0 &&
            r->codes_delivered_twice == 0 && r->codes_lost == 0 && r->codes_duplicated == 0 &&
-           r->codes_unknown == 0 && r->qty_mismatch == 0 && r->completed_charge_bad == 0 &&
+           r->codes_unknown == 0 && r->codes_held_by_final == 0 && r->qty_mismatch == 0 &&
+           r->completed_charge_bad == 0 &&
            r->final_but_charged == 0 && r->charge_orphans == 0 && r->webhook_mismatches == 0 &&
            r->dead == r->malformed && r->dup_groups_bad == 0 && r->crashes == 0 &&
            r->bad_exits == 0 && !r->producer_failed;
@@ -1288,6 +1299,8 @@ void fk_t_chaos_print(FILE *out, const fk_t_chaos_opts *o, const fk_t_chaos_resu
             mark(r->codes_lost != 0 || r->codes_initial != r->codes_stock + r->codes_reserved +
                                                               r->codes_delivered),
             r->codes_initial, r->codes_stock, r->codes_reserved, r->codes_delivered);
+    fprintf(out, "   %-56s %10lld%s\n", "codes held by a completed/failed/expired order",
+            r->codes_held_by_final, mark(r->codes_held_by_final != 0));
     if (r->codes_duplicated || r->codes_unknown)
         fprintf(out, "   %-56s %10lld%s\n", "codes in two places / never loaded",
                 r->codes_duplicated + r->codes_unknown, mark(1));

@@ -92,6 +92,8 @@ typedef struct fk_t_chaos_result {
     long long codes_duplicated;      /* codes present in more than one place at all */
     long long codes_lost;            /* initial codes present nowhere */
     long long codes_unknown;         /* present codes that were never loaded */
+    long long codes_held_by_final;   /* codes still in the `resv` of a completed, failed or
+                                        expired order: never back in stock, never delivered */
     long long webhook_mismatches;    /* webhooks that named other codes for an order */
 
     /* dead letters */
