@@ -661,6 +661,7 @@ static void recheck_take(fk_reaper *rp, const char *id, size_t len) {
     fk_args_str(&a, s->order_id);
     fk_args_ll(&a, rp->cfg.recheck_ms);
     fk_args_ll(&a, rp->cfg.recheck_ms);
+    fk_args_ll(&a, rp->cfg.lease_ms); /* the claim recheck_due.lua took */
     int rc = fk_script_call(rp->cmd, FK_LUA_RECHECK_TAKE, 2, &a, on_recheck_take, s);
     if (rc) abandon(s, "recheck_take not sent", rc);
 }

@@ -7,10 +7,15 @@
 -- The reaper adds an order with score 0 just before the expiry transition
 -- ("look now"); this call then sets the first real due time. The next due
 -- time is set here, before the gateway is asked: a reaper that dies while
--- asking leaves the order for the next look.
+-- asking leaves the order for the next look. It is never sooner than the
+-- claim (recheck_due.lua): a look takes up to the HTTP timeout, at most half
+-- a lease, and a next time inside it (the retry after the last look, or a
+-- stage boundary a late look is close to) let another reaper claim the
+-- order and ask too -- both found the charge, both recorded it, and
+-- reaper.late_charge went off twice.
 -- KEYS: 1 order hash, 2 recheck zset
 -- ARGV: 1 order_id, 2 first ms, 3 retry ms (after the last look, an answer
---       that was not an answer is asked again this much later)
+--       that was not an answer is asked again this much later), 4 claim ms
 -- Returns {'ask', idem, sku, payment_id, last ('1' | '0')} |
 --         {'wait'} (not due yet, or the order is not final yet) |
 --         {'gone', why} (nothing more to look at: dropped from the index)
@@ -55,5 +60,6 @@ for i = 2, 3 do
     break
   end
 end
+due = math.max(due, now + tonumber(ARGV[4]))
 redis.call('ZADD', zkey, 'XX', due, oid)
 return {'ask', h[3] or '', h[4] or '', h[5] or '', last}

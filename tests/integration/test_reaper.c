@@ -7,7 +7,9 @@
  *  - a late payment after expiry reaches manual_review and delivers nothing;
  *  - a charge that lands after the reaper expired its order on a 404 (a
  *    paused worker's request) is found by the second look and sent to
- *    manual_review; the looks follow their schedule and end;
+ *    manual_review; the looks follow their schedule and end; a look is
+ *    the only one of its order while it lasts, and looks and settlements
+ *    together stay within --reap-batch;
  *  - zombies left by a SIGKILLed worker with no worker left are settled;
  *  - a poison entry is dead-lettered with its history, and consumers of
  *    dead workers are removed only once they hold nothing; a poison
@@ -802,6 +804,139 @@ static void test_slow_gateway_batch(void **state) {
     fx_stop(&f);
 }
 
+/* The order X<i> is in manual_review/late_payment for each i in 1..want. */
+static int late_reviewed(void *arg) {
+    waitarg *w = arg;
+    for (long long i = 1; i <= w->want; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "X%lld", i);
+        redisReply *r = fk_t_cmd(w->c, "HGET %s:order:%s reason", P, id);
+        int ok = r->type == REDIS_REPLY_STRING && !strcmp(r->str, "late_payment");
+        freeReplyObject(r);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+/* gets0 + want queries have reached the gateway, within timeout_ms. */
+static int gets_reach(const fx *f, long long want, long timeout_ms) {
+    for (long waited = 0; ledger_gets(f) < want; waited += 10) {
+        if (waited >= timeout_ms) return 0;
+        fk_t_sleep_ms(10);
+    }
+    return 1;
+}
+
+/* One look at a time: a look that outlasts the time to the order's next
+ * look (here the retry after the last look, --recheck-ms 300 ms, against a
+ * gateway that takes 700 ms, while the reaper asking is stopped) is still
+ * the only one. recheck_take.lua set the next time before asking without
+ * regard to the claim, so the other reaper claimed the order mid-look and
+ * asked too: both found the charge, both recorded it (the second as
+ * 'noted' on the review record), and reaper.late_charge went off twice for
+ * one charge. */
+static void test_recheck_one_look_at_a_time(void **state) {
+    (void)state;
+    enum { N = 4 };
+    fx f;
+    fx_start(&f);
+    for (int i = 1; i <= N; i++) {
+        char id[8];
+        snprintf(id, sizeof(id), "X%d", i);
+        write_expired(f.c, id, 20000); /* past the last look (18 s): asked once more */
+        gateway_charge(&f, id, "ok", 1500); /* a paused worker's charge, landed */
+    }
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":700}");
+    long long gets0 = ledger_gets(&f);
+    const char *fast[] = {"--recheck-ms=300", NULL};
+    /* reaper1 takes the looks, and is stopped while it waits for answers
+     * (it cannot claim them again itself) ... */
+    f.reaper[0] = reaper(&f, "reaper1", f.g.url, fast);
+    assert_true(gets_reach(&f, gets0 + N, 10000));
+    kill(f.reaper[0], SIGSTOP);
+    /* ... reaper2 comes by when the orders' next look is due (300 ms):
+     * before, it asked (N more queries); now the next look is a lease
+     * away. reaper1 goes on before its answers (700 ms) time out (1 s). */
+    f.reaper[1] = reaper(&f, "reaper2", f.g.url, fast);
+    gets_reach(&f, gets0 + 2 * N, 550);
+    kill(f.reaper[0], SIGCONT);
+    waitarg all = {f.c, N};
+    assert_true(fk_t_until(late_reviewed, &all, 10000));
+    /* a second look in flight would answer within the HTTP timeout (1 s) */
+    fk_t_sleep_ms(1500);
+    char log1[400], log2[400];
+    snprintf(log1, sizeof(log1), "%s/reaper1.log", f.r.dir);
+    snprintf(log2, sizeof(log2), "%s/reaper2.log", f.r.dir);
+    int alarms = fk_t_log_count(log1, "reaper.late_charge", "recording it for review") +
+                 fk_t_log_count(log2, "reaper.late_charge", "recording it for review");
+    fprintf(stderr, "# %d late charges, %d alarms, %lld gateway queries\n", N, alarms,
+            ledger_gets(&f) - gets0);
+    assert_int_equal(alarms, N);
+    assert_int_equal(ledger_gets(&f) - gets0, N);
+    assert_int_equal(fk_t_log_count(log1, "late charge recorded (noted)", NULL) +
+                         fk_t_log_count(log2, "late charge recorded (noted)", NULL),
+                     0);
+    waitarg none = {f.c, 0};
+    assert_true(fk_t_until(recheck_count_is, &none, 5000));
+    reapers_stop(&f);
+    print_stop_lines(&f);
+    fx_stop(&f);
+}
+
+/* The settlements reaper `name` had in flight when it got its first
+ * signal (its "reaper.signal" line); -1 if there is no such line. */
+static long long inflight_at_signal(const fx *f, const char *name) {
+    char path[320], line[1024];
+    snprintf(path, sizeof(path), "%s/%s.log", f->r.dir, name);
+    FILE *fp = fopen(path, "r");
+    long long n = -1;
+    while (fp && n < 0 && fgets(line, sizeof(line), fp)) {
+        const char *m = strstr(line, ": finishing ");
+        if (m && strstr(line, "event=reaper.signal")) n = atoll(m + 12);
+    }
+    if (fp) fclose(fp);
+    return n;
+}
+
+/* --reap-batch bounds what one reaper has in flight, settlements and
+ * second looks together. A tick sends the settle scan and the recheck scan
+ * at once, each asking for the room left then; the looks were all started
+ * on top of the settlements the scan had just started (twice the batch). */
+static void test_recheck_within_batch(void **state) {
+    (void)state;
+    enum { N = 8, BATCH = 4 };
+    fx f;
+    fx_start(&f);
+    fk_t_load_stock(f.c, P, N);
+    for (int i = 1; i <= N; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "Z%d", i);
+        zombie(f.c, id, "processing", "sent", "wow-60d", 1, 1, "");
+        snprintf(id, sizeof(id), "X%d", i);
+        write_expired(f.c, id, 1000); /* due for its second look */
+    }
+    fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":700}");
+    long long gets0 = ledger_gets(&f);
+    const char *extra[] = {"--recheck-ms=300", "--reap-batch=4", NULL};
+    f.reaper[0] = reaper(&f, "reaper1", f.g.url, extra);
+    /* the first queries are out (answers take 700 ms): what is in flight now
+     * is what the first tick started */
+    long long waited = 0;
+    while (ledger_gets(&f) == gets0 && waited < 10000) {
+        fk_t_sleep_ms(10);
+        waited += 10;
+    }
+    assert_true(waited < 10000);
+    fk_t_sleep_ms(150);
+    assert_int_equal(fk_t_stop(f.reaper[0]), 0); /* SIGTERM: it drains */
+    f.reaper[0] = 0;
+    long long n = inflight_at_signal(&f, "reaper1");
+    fprintf(stderr, "# in flight at the signal: %lld (batch %d)\n", n, BATCH);
+    assert_true(n > 0 && n <= BATCH);
+    print_stop_lines(&f);
+    fx_stop(&f);
+}
+
 /* The only worker is SIGKILLed mid-charge and never comes back: the
  * reapers settle its orders past the order TTL by asking the gateway. The
  * gateway took the money for each (the charges landed), so each completes
@@ -1288,20 +1423,22 @@ int main(void) {
     /* FK_T_ONLY=test_trim (a cmocka pattern) runs a subset */
     if (getenv("FK_T_ONLY")) cmocka_set_test_filter(getenv("FK_T_ONLY"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_settle_paths),
-        cmocka_unit_test(test_stalled_reaper),
-        cmocka_unit_test(test_drain),
-        cmocka_unit_test(test_unknown_and_no_gateway),
-        cmocka_unit_test(test_late_payment),
-        cmocka_unit_test(test_decline_races_paid_query),
-        cmocka_unit_test(test_late_charge_after_expiry),
-        cmocka_unit_test(test_slow_gateway_batch),
-        cmocka_unit_test(test_dead_fleet),
-        cmocka_unit_test(test_poison_and_consumers),
-        cmocka_unit_test(test_poison_payment),
-        cmocka_unit_test(test_trim),
-        cmocka_unit_test(test_recovery_time),
+        cmocka_unit_test_teardown(test_bad_config, fk_t_teardown),
+        cmocka_unit_test_teardown(test_settle_paths, fk_t_teardown),
+        cmocka_unit_test_teardown(test_stalled_reaper, fk_t_teardown),
+        cmocka_unit_test_teardown(test_drain, fk_t_teardown),
+        cmocka_unit_test_teardown(test_unknown_and_no_gateway, fk_t_teardown),
+        cmocka_unit_test_teardown(test_late_payment, fk_t_teardown),
+        cmocka_unit_test_teardown(test_decline_races_paid_query, fk_t_teardown),
+        cmocka_unit_test_teardown(test_late_charge_after_expiry, fk_t_teardown),
+        cmocka_unit_test_teardown(test_slow_gateway_batch, fk_t_teardown),
+        cmocka_unit_test_teardown(test_recheck_one_look_at_a_time, fk_t_teardown),
+        cmocka_unit_test_teardown(test_recheck_within_batch, fk_t_teardown),
+        cmocka_unit_test_teardown(test_dead_fleet, fk_t_teardown),
+        cmocka_unit_test_teardown(test_poison_and_consumers, fk_t_teardown),
+        cmocka_unit_test_teardown(test_poison_payment, fk_t_teardown),
+        cmocka_unit_test_teardown(test_trim, fk_t_teardown),
+        cmocka_unit_test_teardown(test_recovery_time, fk_t_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
