@@ -269,6 +269,19 @@ static int check_relations(fk_config *cfg, int bins, char *err, size_t errlen) {
                  cfg->http_timeout_ms, cfg->lease_ms);
         return FK_EINVAL;
     }
+    /* The reaper's second look asks about an order's idempotency key up to
+     * 120 x --recheck-ms after its expiry (lua/recheck_take.lua); once the
+     * key is free again a new order may take it, and a look would find that
+     * order's charge and send the old one to review as a late payment. */
+    if ((bins & FK_BIN_REAPER) && strcmp(cfg->gateway_url, "none") != 0 &&
+        cfg->order_ttl_s * 1000 + cfg->recheck_ms * 120 > cfg->idem_ttl_s * 1000) {
+        snprintf(err, errlen,
+                 "--recheck-ms (%lld) too long: the reaper's last look at an expired order "
+                 "(--order-ttl-s + 120 x --recheck-ms) must come within --idem-ttl-s (%lld s), "
+                 "while the order's idempotency key is still its own",
+                 cfg->recheck_ms, cfg->idem_ttl_s);
+        return FK_EINVAL;
+    }
     if (cfg->webhook_url[0] && !cfg->webhook_secret[0]) {
         snprintf(err, errlen, "--webhook-url needs --webhook-secret (FAKA_WEBHOOK_SECRET)");
         return FK_EINVAL;

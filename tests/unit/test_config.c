@@ -608,6 +608,23 @@ static void t_cross_http_lease(void **state) {
     OK(LOAD(FK_BIN_WORKER, "--gateway=none", "--http-timeout-ms=60000", "--lease-ms=500"));
 }
 
+/* The reaper's last look at an expired order (--order-ttl-s + 120 x
+ * --recheck-ms) must come while the idempotency key is still the order's. */
+static void t_cross_recheck_idem(void **state) {
+    (void)state;
+    const char *gw = "--gateway=http://127.0.0.1:9";
+    /* defaults: 1800 s + 120 x 60 s = 9000 s, within 86400 s */
+    OK(LOAD(FK_BIN_REAPER, gw));
+    /* 1800 s + 120 x 705 s = 86400 s: the last that fits */
+    OK(LOAD(FK_BIN_REAPER, gw, "--recheck-ms=705000"));
+    BAD("recheck-ms", LOAD(FK_BIN_REAPER, gw, "--recheck-ms=705001"));
+    BAD("recheck-ms", LOAD(FK_BIN_REAPER, gw, "--idem-ttl-s=3600", "--retention-s=3600"));
+    OK(LOAD(FK_BIN_REAPER, gw, "--idem-ttl-s=3600", "--retention-s=3600", "--recheck-ms=0"));
+    /* no gateway, no looks; workers do not look */
+    OK(LOAD(FK_BIN_REAPER, "--recheck-ms=86400000"));
+    OK(LOAD(FK_BIN_WORKER, gw, "--idem-ttl-s=3600", "--retention-s=3600"));
+}
+
 static void t_cross_webhook(void **state) {
     (void)state;
     BAD("webhook-url", LOAD(FK_BIN_WORKER, "--webhook-url=http://shop.example/h"));
@@ -755,6 +772,7 @@ int main(void) {
         cmocka_unit_test_setup(t_small_err_buffer, clear_env),
         cmocka_unit_test_setup(t_cross_retry, clear_env),
         cmocka_unit_test_setup(t_cross_http_lease, clear_env),
+        cmocka_unit_test_setup(t_cross_recheck_idem, clear_env),
         cmocka_unit_test_setup(t_cross_webhook, clear_env),
         cmocka_unit_test_setup(t_cross_connect_timeout, clear_env),
         cmocka_unit_test_setup(t_cross_retention, clear_env),
