@@ -249,7 +249,9 @@ static void review(settle *s, const char *detail) {
 static void recheck_add(settle *s) {
     fk_reaper *rp = s->rp;
     if (rp->cfg.recheck_ms <= 0) return;
-    int rc = fk_redis_command(rp->cmd, NULL, NULL, "ZADD %s NX 0 %s", rp->keys.recheck,
+    /* LT: also brings forward a look still scheduled from an earlier
+     * expiry of the same order (an operator retried it in between) */
+    int rc = fk_redis_command(rp->cmd, NULL, NULL, "ZADD %s LT 0 %s", rp->keys.recheck,
                               s->order_id);
     if (rc) fk_warn("reaper.recheck", s->order_id, "second look not scheduled: %s",
                     fk_strerror(rc));
@@ -268,9 +270,14 @@ static void on_late_recorded(fk_redis *r, redisReply *reply, void *arg) {
     (void)r;
     if (!closing(s) && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
         reply->element[0]->type == REDIS_REPLY_STRING) {
-        s->rp->n_late_charges++;
+        /* 'review' (or 'completed'): recorded now; 'noted' / 'noop': the
+         * order had moved on, someone recorded it first */
+        const char *what = reply->element[0]->str;
+        int now = strcmp(what, "review") == 0 || strcmp(what, "completed") == 0;
+        if (now) s->rp->n_late_charges++;
         char why[64];
-        snprintf(why, sizeof(why), "late charge recorded (%s)", reply->element[0]->str);
+        snprintf(why, sizeof(why), "%s (%s)", now ? "late charge recorded" : "already recorded",
+                 what);
         recheck_done(s, why);
         return;
     }

@@ -873,8 +873,8 @@ static void test_recheck_one_look_at_a_time(void **state) {
             ledger_gets(&f) - gets0);
     assert_int_equal(alarms, N);
     assert_int_equal(ledger_gets(&f) - gets0, N);
-    assert_int_equal(fk_t_log_count(log1, "late charge recorded (noted)", NULL) +
-                         fk_t_log_count(log2, "late charge recorded (noted)", NULL),
+    assert_int_equal(fk_t_log_count(log1, "already recorded (noted)", NULL) +
+                         fk_t_log_count(log2, "already recorded (noted)", NULL),
                      0);
     waitarg none = {f.c, 0};
     assert_true(fk_t_until(recheck_count_is, &none, 5000));
