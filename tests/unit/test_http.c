@@ -1006,10 +1006,13 @@ static void test_capacity(void **state) {
     }
     run_until(&c.calls, N, 10000);
     assert_int_equal(c.ok, N);
-    /* ~100 ms a request now: 1000 ms drain ~40 queued through 4 places */
+    /* ~100 ms a request now: 1000 ms drain ~40 queued through 4 places
+     * (44 at most: no request is faster than the server's 100 ms; more than
+     * the 8 of the whole-timeout guess unless a loaded machine made the
+     * requests take 2/3 of the timeout) */
     size_t cap = fk_http_capacity(H, 1000);
     print_message("# capacity within 1000 ms after 100 ms requests: %zu\n", cap);
-    assert_true(cap >= 20 && cap <= 44);
+    assert_true(cap > 8 && cap <= 44);
 }
 
 static void test_close_inflight(void **state) {
