@@ -477,23 +477,32 @@ static const char *str_at(const redisReply *r, size_t i) {
     return r->element[i]->str;
 }
 
+/* The answer of a take script (settle_take.lua, recheck_take.lua) for s:
+ * its first element, or NULL when s ended here (closing down; or the call
+ * failed, and s is abandoned: the order comes back after the lease). */
+static const char *take_answer(settle *s, redisReply *reply, const char *script) {
+    char err[256], what[64];
+    if (closing(s)) {
+        settle_end(s);
+        return NULL;
+    }
+    int rc = fk_redis_reply_err(reply, err, sizeof(err));
+    if (rc == FK_EREDIS) fk_error("reaper.redis", s->order_id, "%s: %s", script, err);
+    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)) rc = FK_EPROTO;
+    if (rc) {
+        snprintf(what, sizeof(what), "%s failed", script);
+        abandon(s, what, rc);
+        return NULL;
+    }
+    return str_at(reply, 0);
+}
+
 static void on_take(fk_redis *r, redisReply *reply, void *arg) {
     settle *s = arg;
     fk_reaper *rp = s->rp;
-    char err[256];
     (void)r;
-    if (closing(s)) {
-        settle_end(s);
-        return;
-    }
-    int rc = fk_redis_reply_err(reply, err, sizeof(err));
-    if (rc == FK_EREDIS) fk_error("reaper.redis", s->order_id, "settle_take: %s", err);
-    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)) rc = FK_EPROTO;
-    if (rc) {
-        abandon(s, "settle_take failed", rc);
-        return;
-    }
-    const char *st = str_at(reply, 0);
+    const char *st = take_answer(s, reply, "settle_take");
+    if (!st) return;
     if (strcmp(st, "take") != 0 || reply->elements < 10) {
         if (strcmp(st, "busy") == 0) rp->n_busy++;
         else rp->n_gone++;
@@ -626,20 +635,9 @@ static void scan(fk_reaper *rp) {
 static void on_recheck_take(fk_redis *r, redisReply *reply, void *arg) {
     settle *s = arg;
     fk_reaper *rp = s->rp;
-    char err[256];
     (void)r;
-    if (closing(s)) {
-        settle_end(s);
-        return;
-    }
-    int rc = fk_redis_reply_err(reply, err, sizeof(err));
-    if (rc == FK_EREDIS) fk_error("reaper.redis", s->order_id, "recheck_take: %s", err);
-    if (!rc && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1)) rc = FK_EPROTO;
-    if (rc) {
-        abandon(s, "recheck_take failed", rc);
-        return;
-    }
-    const char *what = str_at(reply, 0);
+    const char *what = take_answer(s, reply, "recheck_take");
+    if (!what) return;
     if (strcmp(what, "ask") != 0 || reply->elements < 5) {
         if (strcmp(what, "gone") == 0)
             fk_info("reaper.recheck", s->order_id, "no more looks: %s", str_at(reply, 1));
@@ -651,7 +649,7 @@ static void on_recheck_take(fk_redis *r, redisReply *reply, void *arg) {
     snprintf(s->payment_id, sizeof(s->payment_id), "%s", str_at(reply, 3));
     s->last = strcmp(str_at(reply, 4), "1") == 0;
     rp->n_rechecked++;
-    rc = fk_guard_check(rp->cmd, &rp->keys, &rp->guard, on_guard, s);
+    int rc = fk_guard_check(rp->cmd, &rp->keys, &rp->guard, on_guard, s);
     if (rc) abandon(s, "gateway guard check not sent", rc);
 }
 

@@ -957,21 +957,26 @@ static void count_cb(void *arg, const fk_http_response *r) {
         q->c->ok++;
 }
 
+/* n GETs of path at once, each counted into c through q[i]. */
+static void get_n(const char *path, int n, qarg *q, counter *c) {
+    char u[256];
+    url(u, sizeof(u), path);
+    for (int i = 0; i < n; i++) {
+        q[i].c = c;
+        q[i].idx = i;
+        in_call = 1;
+        assert_int_equal(fk_http_request(H, "GET", u, NULL, NULL, 0, count_cb, &q[i]), 0);
+        in_call = 0;
+    }
+}
+
 static void test_queueing(void **state) {
     (void)state;
     make_client(8, 10000);
     enum { N = 200 };
     static qarg q[N];
     counter c = {0, 0, 0, 0};
-    char u[256];
-    url(u, sizeof(u), "/delay/5");
-    for (int i = 0; i < N; i++) {
-        q[i].c = &c;
-        q[i].idx = i;
-        in_call = 1;
-        assert_int_equal(fk_http_request(H, "GET", u, NULL, NULL, 0, count_cb, &q[i]), 0);
-        in_call = 0;
-    }
+    get_n("/delay/5", N, q, &c);
     assert_int_equal(fk_http_inflight(H), N);
     run_until(&c.calls, N, 30000);
     assert_int_equal(c.ok, N);
@@ -995,15 +1000,7 @@ static void test_capacity(void **state) {
     enum { N = 8 };
     static qarg q[N];
     counter c = {0, 0, 0, 0};
-    char u[256];
-    url(u, sizeof(u), "/delay/100");
-    for (int i = 0; i < N; i++) {
-        q[i].c = &c;
-        q[i].idx = i;
-        in_call = 1;
-        assert_int_equal(fk_http_request(H, "GET", u, NULL, NULL, 0, count_cb, &q[i]), 0);
-        in_call = 0;
-    }
+    get_n("/delay/100", N, q, &c);
     run_until(&c.calls, N, 10000);
     assert_int_equal(c.ok, N);
     /* ~100 ms a request now: 1000 ms drain ~40 queued through 4 places
