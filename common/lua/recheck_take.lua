@@ -49,7 +49,9 @@ if age < stages[1] then
 end
 if age >= stages[3] * 2 then
   redis.call('ZREM', zkey, oid)
-  return {'gone', 'no answer from the gateway within the last look\'s window'}
+  -- too late to ask: the idempotency key may be another order's by now
+  -- (config.c bounds the window by --idem-ttl-s)
+  return {'gone', 'past the last look\'s window (120 x first after the expiry); not asked'}
 end
 local last = '1'
 local due = now + tonumber(ARGV[3])
