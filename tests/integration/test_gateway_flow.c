@@ -624,11 +624,11 @@ static void expect_charged_once(fleet *f, long long from, long long to) {
     assert_int_equal(fk_t_ledger_num(&f->g, "double_charges"), 0);
 }
 
-/* Orders S<from>..S<to>, one code each. */
-static void submit_range(fleet *f, long long from, long long to) {
+/* Orders <prefix><from>..<prefix><to>, one code each. */
+static void submit_range(fleet *f, const char *prefix, long long from, long long to) {
     for (long long i = from; i <= to; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "S%lld", i);
+        char id[24];
+        snprintf(id, sizeof(id), "%s%lld", prefix, i);
         submit(f->c, id, fk_t_sku((int)i), 1, "");
     }
 }
@@ -653,7 +653,7 @@ static void test_slow_gateway_admission(void **state) {
     fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":600}");
     fk_t_load_stock(f.c, P, 30);
     long long n = 20;
-    submit_range(&f, 1, n);
+    submit_range(&f, "S", 1, n);
     waitarg wa = {f.c, n};
     long long t0 = fk_t_now_ms();
     assert_true(fk_t_until(all_final, &wa, 60000));
@@ -680,13 +680,13 @@ static void test_gateway_slows_down(void **state) {
     fleet_start(&f, 1, extra, NULL);
     fk_t_load_stock(f.c, P, 30);
     /* the worker learns a fast gateway ... */
-    submit_range(&f, 1, 4);
+    submit_range(&f, "S", 1, 4);
     waitarg w4 = {f.c, 4};
     assert_true(fk_t_until(all_final, &w4, 10000));
     /* ... which then takes 600 ms a request */
     fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":600}");
     long long n = 20;
-    submit_range(&f, 5, n);
+    submit_range(&f, "S", 5, n);
     waitarg wa = {f.c, n};
     long long t0 = fk_t_now_ms();
     assert_true(fk_t_until(all_final, &wa, 90000));
@@ -715,11 +715,7 @@ static void test_http_places_bound_intake(void **state) {
     fk_t_gateway_post(&f.g, "/_faults", "{\"latency_ms\":40}");
     fk_t_load_stock(f.c, P, 100);
     long long n = 300;
-    for (long long i = 1; i <= n; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "Q%lld", i);
-        submit(f.c, id, fk_t_sku((int)i), 1, "");
-    }
+    submit_range(&f, "Q", 1, n);
     waitarg wa = {f.c, n};
     long long t0 = fk_t_now_ms();
     int done = fk_t_until(all_final, &wa, 30000);
@@ -753,11 +749,7 @@ static void test_slow_webhook_isolated(void **state) {
     assert_true(fk_t_until(all_final, &w0, 10000));
     fk_t_sleep_ms(300); /* the notifier has claimed them and is sending */
     long long n = 12;
-    for (long long i = 1; i <= n; i++) {
-        char id[16];
-        snprintf(id, sizeof(id), "H%lld", i);
-        submit(f.c, id, fk_t_sku((int)i), 1, "");
-    }
+    submit_range(&f, "H", 1, n);
     waitarg wa = {f.c, n + 2};
     long long t0 = fk_t_now_ms();
     assert_true(fk_t_until(all_final, &wa, 60000));
