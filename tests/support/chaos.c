@@ -677,13 +677,13 @@ static void drain(run *R) {
     }
     unsigned char *done = calloc((size_t)(R->nitems ? R->nitems : 1), 1);
     if (!done) fk_t_fail("oom");
-    long long start = fk_t_now_ms(), last = 0, left = -1;
+    long long start = fk_t_now_ms(), last = 0, left = -1, looks = 0;
     for (;;) {
         tend(R);
         left = not_final(R, done);
         /* final, and the reaper's looks for late charges done: a charge
          * one of them finds moves an expired order to manual_review */
-        long long looks = left == 0 && R->reaper > 0 ? rechecks_left(R) : 0;
+        looks = left == 0 && R->reaper > 0 ? rechecks_left(R) : 0;
         long long now = fk_t_now_ms();
         if ((left == 0 && looks == 0) || now - start > R->o->drain_ms) break;
         if (now - last >= 5000) {
@@ -693,6 +693,7 @@ static void drain(run *R) {
         fk_t_sleep_ms(500);
     }
     R->res->drained = left == 0;
+    R->res->looks_left = looks;
     R->res->drain_ms = fk_t_now_ms() - start;
     free(done);
 }
@@ -1267,6 +1268,10 @@ void fk_t_chaos_print(FILE *out, const fk_t_chaos_opts *o, const fk_t_chaos_resu
     fprintf(out, "   run %.1f s, drain %.1f s%s\n", (double)r->run_ms / 1000,
             (double)r->drain_ms / 1000,
             r->drained ? "" : " (drain timed out)");
+    if (r->looks_left)
+        fprintf(out, "   the drain's cap came first for the reaper's second looks: %lld orders "
+                     "still watched for a late charge (not counted below)\n",
+                r->looks_left);
     fprintf(out, "   %-56s %10s\n", "", "count");
     fprintf(out, "   %-56s %10lld   (XADDs repeated after a lost reply: %lld)\n",
             "orders submitted (distinct order ids)", r->submitted, r->resent);

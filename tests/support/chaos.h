@@ -62,6 +62,8 @@ typedef struct fk_t_chaos_result {
     int reaper;                 /* 1 if faka-reaper ran */
     long long run_ms, drain_ms;
     int drained;                /* every order ended within drain_ms */
+    long long looks_left;       /* orders the reaper still watched for a late charge when
+                                   the drain ended (its cap cut the second looks short) */
     int producer_failed;        /* a producer gave up (Redis unreachable too long) */
 
     /* how orders ended */
